@@ -1,0 +1,159 @@
+"""Video I/O (PyAV) and resizing. Frames are float tensors [F, 3, H, W] in [-1, 1].
+
+Reads mp4, webm, gif and anything else FFmpeg decodes, or a folder of image frames (sorted by name).
+Writes mp4 (H.264) or gif to a temporary name and renames at the end, so a failure never leaves a partial file.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F_
+from torch import Tensor
+
+from eve.errors import EveError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+OUTPUT_SUFFIXES = (".mp4", ".gif")
+DEFAULT_FOLDER_FPS = Fraction(8)
+
+
+@dataclass
+class Video:
+    frames: Tensor  # [F, 3, H, W] float in [-1, 1]
+    fps: Fraction
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(H, W)."""
+        return tuple(self.frames.shape[-2:])
+
+
+def to_tensor(frames_uint8: np.ndarray) -> Tensor:
+    """[F, H, W, 3] uint8 -> [F, 3, H, W] float in [-1, 1]."""
+    return torch.from_numpy(frames_uint8).permute(0, 3, 1, 2).float().div(127.5).sub(1)
+
+
+def to_uint8(frames: Tensor) -> np.ndarray:
+    """[F, 3, H, W] in [-1, 1] -> [F, H, W, 3] uint8."""
+    x = frames.detach().float().clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8)
+    return x.permute(0, 2, 3, 1).cpu().numpy()
+
+
+def read_video(path: str | os.PathLike, fps: float | None = None) -> Video:
+    """Decode a video file or a folder of frames; every failure is an EveError naming the path and the problem.
+
+    `fps` overrides the rate (needed for a folder of frames, which has none; default 8)."""
+    p = Path(path)
+    if not p.exists():
+        raise EveError(f"video not found: {p}")
+    if p.is_dir():
+        frames, rate = _read_folder(p), DEFAULT_FOLDER_FPS
+    else:
+        frames, rate = _read_file(p)
+    return Video(to_tensor(frames), Fraction(fps).limit_denominator(1001) if fps else rate)
+
+
+def _read_file(p: Path) -> tuple[np.ndarray, Fraction]:
+    import av
+
+    if p.stat().st_size == 0:
+        raise EveError(f"video file is empty: {p}")
+    try:
+        with av.open(str(p)) as container:
+            if not container.streams.video:
+                raise EveError(f"{p} has no video stream")
+            stream = container.streams.video[0]
+            rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+            frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
+    except EveError:
+        raise
+    except (av.FFmpegError, UnicodeDecodeError, ValueError) as e:
+        raise EveError(f"cannot decode video {p}: {e}") from None
+    if not frames:
+        raise EveError(f"video {p} has no frames")
+    return np.stack(frames), Fraction(rate).limit_denominator(1001) if rate else DEFAULT_FOLDER_FPS
+
+
+def _read_folder(p: Path) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    files = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise EveError(f"folder {p} holds no image frames ({', '.join(IMAGE_SUFFIXES)})")
+    frames = []
+    for f in files:
+        try:
+            with Image.open(f) as im:
+                frames.append(np.asarray(im.convert("RGB")))
+        except (UnidentifiedImageError, OSError) as e:
+            raise EveError(f"cannot read frame {f}: {e}") from None
+        if frames[-1].shape != frames[0].shape:
+            raise EveError(f"frame {f} is {frames[-1].shape[1]}x{frames[-1].shape[0]}, the first frame is "
+                           f"{frames[0].shape[1]}x{frames[0].shape[0]}")
+    return np.stack(frames)
+
+
+def check_output_path(path: str | os.PathLike) -> Path:
+    p = Path(path)
+    if p.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise EveError(f"output {p} must end in {' or '.join(OUTPUT_SUFFIXES)}")
+    if p.is_dir():
+        raise EveError(f"output {p} is a directory")
+    return p
+
+
+def write_video(path: str | os.PathLike, frames: Tensor, fps: Fraction | float) -> Path:
+    """Encode [F, 3, H, W] frames in [-1, 1] at `fps`; atomic (temporary name, then rename)."""
+    import av
+
+    p = check_output_path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    data = to_uint8(frames)
+    F, H, W, _ = data.shape
+    rate = Fraction(fps).limit_denominator(1001)
+    tmp = p.with_name(f".{p.stem}.tmp-{os.getpid()}{p.suffix}")
+    try:
+        with av.open(str(tmp), mode="w") as container:
+            if p.suffix.lower() == ".gif":
+                stream = container.add_stream("gif", rate=rate)
+                stream.pix_fmt = "rgb8"
+            else:
+                stream = container.add_stream("libx264", rate=rate)
+                # yuv420p (the playable default) needs even sizes; odd sizes keep full chroma instead.
+                stream.pix_fmt = "yuv420p" if H % 2 == 0 and W % 2 == 0 else "yuv444p"
+                stream.options = {"crf": "18", "preset": "medium"}
+            stream.width, stream.height = W, H
+            for i in range(F):
+                frame = av.VideoFrame.from_ndarray(data[i], format="rgb24")
+                for packet in stream.encode(frame):
+                    container.mux(packet)
+            for packet in stream.encode():
+                container.mux(packet)
+        os.replace(tmp, p)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return p
+
+
+def fit_size(height: int, width: int, short_side: int, multiple: int, max_long_side: int | None = None) -> tuple[int, int]:
+    """Working size: keep the aspect ratio, scale the short side to `short_side`, cap the long side, and round
+    each side to a multiple of `multiple` (at least one multiple). No cropping: the whole frame is edited."""
+    scale = short_side / min(height, width)
+    if max_long_side is not None:
+        scale = min(scale, max_long_side / max(height, width))
+    h = max(multiple, round(height * scale / multiple) * multiple)
+    w = max(multiple, round(width * scale / multiple) * multiple)
+    return h, w
+
+
+def resize(frames: Tensor, size: tuple[int, int]) -> Tensor:
+    """[F, 3, H, W] -> [F, 3, *size], bicubic with antialiasing (identity when the size already matches)."""
+    if tuple(frames.shape[-2:]) == tuple(size):
+        return frames
+    return F_.interpolate(frames.float(), size=size, mode="bicubic", antialias=True, align_corners=False).clamp(-1, 1)

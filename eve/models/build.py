@@ -1,0 +1,110 @@
+"""Load the components a ModelConfig names and hand them to EveModel, frozen and in eval mode."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from typing import Iterator
+
+from eve.diffusion.schedule import NoiseSchedule
+from eve.errors import EveError
+from eve.models.codec import IdentityCodec, VaeCodec
+from eve.models.loading import DTYPES, from_pretrained, load_scheduler_config
+from eve.models.text import TextEncoder
+
+logger = logging.getLogger(__name__)
+
+
+def build_schedule(cfg) -> NoiseSchedule:
+    """The backbone's schedule from its scheduler config, with the ModelConfig's overrides."""
+    sc = load_scheduler_config(cfg.pretrained)
+    prediction = cfg.prediction_type or sc.get("prediction_type", "epsilon")
+    ztsnr = cfg.zero_terminal_snr if cfg.zero_terminal_snr is not None else bool(sc.get("rescale_betas_zero_snr"))
+    try:
+        return NoiseSchedule.from_config(
+            num_train_timesteps=sc.get("num_train_timesteps", 1000),
+            beta_start=sc.get("beta_start", 0.00085),
+            beta_end=sc.get("beta_end", 0.012),
+            beta_schedule=sc.get("beta_schedule", "scaled_linear"),
+            prediction_type=prediction,
+            zero_terminal_snr=ztsnr,
+        )
+    except ValueError as e:
+        raise EveError(f"noise schedule of {cfg.pretrained}: {e}") from None
+
+
+def quiet_libraries() -> None:
+    """No per-file loading progress bars from transformers (eve shows its own progress where it matters)."""
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
+
+
+@contextmanager
+def diffusers_log_level(level: int) -> Iterator[None]:
+    import diffusers
+
+    before = diffusers.utils.logging.get_verbosity()
+    diffusers.utils.logging.set_verbosity(level)
+    try:
+        yield
+    finally:
+        diffusers.utils.logging.set_verbosity(before)
+
+
+def load_parts(cfg) -> dict:
+    """Keyword arguments for EveModel: every weight loaded through its class's own `from_pretrained`."""
+    from diffusers import AutoencoderKL, ControlNetModel, MotionAdapter, SparseControlNetModel, UNet2DConditionModel
+    from diffusers import UNetMotionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    quiet_libraries()
+    dtype = DTYPES[cfg.dtype]
+    schedule = build_schedule(cfg)
+    unet2d = from_pretrained(UNet2DConditionModel, cfg.pretrained, "pretrained", "unet", torch_dtype=dtype)
+    adapter = from_pretrained(MotionAdapter, cfg.motion_adapter, "motion_adapter", torch_dtype=dtype)
+    max_frames = adapter.config.motion_max_seq_length
+    if cfg.num_frames > max_frames:
+        raise EveError(f"model.num_frames={cfg.num_frames} exceeds the motion adapter's {max_frames} frames")
+    try:
+        # Copies the 2D weights; one backbone from here on. Its float32-modules warning is about casting an empty
+        # list of modules, hence silenced.
+        with diffusers_log_level(logging.ERROR):
+            unet = UNetMotionModel.from_unet2d(unet2d, adapter)
+    except ValueError as e:
+        raise EveError(f"model.motion_adapter does not fit model.pretrained's UNet: {e}") from None
+    del unet2d, adapter
+    controlnet = from_pretrained(ControlNetModel, cfg.controlnet, "controlnet", torch_dtype=dtype)
+    sparsectrl = None
+    if cfg.first_frame == "sparsectrl":
+        if not cfg.sparsectrl:
+            raise EveError("model.first_frame is 'sparsectrl' but model.sparsectrl names no weights")
+        sparsectrl = from_pretrained(SparseControlNetModel, cfg.sparsectrl, "sparsectrl", torch_dtype=dtype)
+    tokenizer = from_pretrained(CLIPTokenizer, cfg.pretrained, "pretrained", "tokenizer")
+    text_encoder = from_pretrained(CLIPTextModel, cfg.pretrained, "pretrained", "text_encoder", torch_dtype=dtype)
+    if cfg.codec == "vae":
+        codec = VaeCodec(from_pretrained(AutoencoderKL, cfg.pretrained, "pretrained", "vae", torch_dtype=dtype))
+    else:
+        codec = IdentityCodec(unet.config.in_channels)
+    if codec.channels != unet.config.in_channels:
+        raise EveError(
+            f"model.codec={cfg.codec} gives {codec.channels} channels but the UNet takes {unet.config.in_channels}"
+        )
+    for m in (unet, controlnet, sparsectrl, text_encoder, codec):
+        if m is not None:
+            m.requires_grad_(False)
+            m.eval()
+    return dict(
+        unet=unet,
+        controlnet=controlnet,
+        text=TextEncoder(tokenizer, text_encoder),
+        codec=codec,
+        schedule=schedule,
+        sparsectrl=sparsectrl,
+        num_frames=cfg.num_frames,
+        resolution=cfg.resolution,
+        first_frame=cfg.first_frame,
+        controlnet_text=cfg.controlnet_text,
+        controlnet_scale=cfg.controlnet_scale,
+        sparsectrl_scale=cfg.sparsectrl_scale,
+    )

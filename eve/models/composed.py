@@ -1,0 +1,289 @@
+"""EVE's composed model: one set of frozen weights serving every role of the paper (§3.1).
+
+    backbone θ   UNetMotionModel = the T2I UNet + the MotionAdapter θ_video, built once (diffusers `from_unet2d`)
+    θ_edit       ControlNetModel, run per frame on (input frame, instruction[, task]); residuals into the backbone
+    θ_align      peft LoRA on the backbone's spatial layers (eve/models/lora.py)
+    known frames already-edited frames (the edited first frame) condition the video adapter (eve/models/known.py)
+
+Roles are switches over those weights, never copies (ROLE_SWITCHES). Contract at this boundary:
+video tensors are [B, F, C, H, W], timesteps are [B] integers, and `forward` returns the backbone's raw output
+(eps, v or x0, as `schedule.prediction_type` says) in [B, F, C, h, w]. The conversions to diffusers' layouts,
+[B, C, F, H, W] for the motion UNet and [(B F), C, H, W] for the ControlNet, happen in this file only.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, replace
+from enum import Enum
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F_
+from torch import Tensor, nn
+
+from eve.diffusion.guidance import cfg as cfg_combine
+from eve.diffusion.guidance import dual_cfg
+from eve.diffusion.schedule import NoiseSchedule
+from eve.errors import EveError
+from eve.models import known as known_frames
+from eve.models.known import Known
+from eve.models.lora import add_lora, has_lora
+
+logger = logging.getLogger(__name__)
+
+
+class Role(str, Enum):
+    EDIT_TEACHER = "edit_teacher"  # ψ = [θ, θ_edit]: frames independent
+    VIDEO_TEACHER = "video_teacher"  # ρ = [θ, θ_video], first-frame conditioned
+    PLUG_AND_PLAY = "plug_and_play"  # η = [θ, θ_edit, θ_video], the "w/o alignment" ablation
+    STUDENT = "student"  # ϕ = [θ, θ_edit, θ_video, θ_align]
+
+
+@dataclass(frozen=True)
+class Switches:
+    edit: bool  # ControlNet residuals
+    motion: bool  # motion modules (off: each frame is denoised on its own)
+    lora: bool  # student LoRA
+    known: bool  # already-edited frames condition the clip
+
+
+ROLE_SWITCHES = {
+    Role.EDIT_TEACHER: Switches(edit=True, motion=False, lora=False, known=False),
+    Role.VIDEO_TEACHER: Switches(edit=False, motion=True, lora=False, known=True),
+    Role.PLUG_AND_PLAY: Switches(edit=True, motion=True, lora=False, known=True),
+    Role.STUDENT: Switches(edit=True, motion=True, lora=True, known=True),
+}
+
+
+@dataclass
+class Cond:
+    """Conditioning of a batch of clips.
+
+    caption: [B, L, D] output-caption embedding, seen by the backbone.
+    instruction: [B, L, D] instruction embedding, seen by the ControlNet (model.controlnet_text).
+    source: [B, F, 3, H, W] input frames in [-1, 1] at the working size, seen by the ControlNet.
+    task: [B] task ids, for an edit adapter with task embeddings (diffusers `num_class_embeds`).
+    known: already-edited frames, for the video adapter.
+    """
+
+    caption: Tensor
+    instruction: Tensor | None = None
+    source: Tensor | None = None
+    task: Tensor | None = None
+    known: Known | None = None
+
+    def frames(self, index: slice | list[int]) -> Cond:
+        """The same conditioning restricted to some frames (per-frame teachers, windows)."""
+        return replace(
+            self,
+            source=None if self.source is None else self.source[:, index],
+            known=None if self.known is None else self.known.frames(index),
+        )
+
+
+@contextmanager
+def motion_bypassed(unet: nn.Module) -> Iterator[None]:
+    """Make every motion module the identity for the duration (paper: the edit teacher treats frames as a batch).
+
+    AnimateDiffTransformer3D ends in `hidden + residual`, so skipping it leaves exactly the 2D UNet per frame.
+    An instance attribute shadows the class `forward` without touching parameters or state_dict; any instance
+    `forward` already there (accelerate hooks) is restored on exit.
+    """
+    from diffusers.models.unets.unet_motion_model import AnimateDiffTransformer3D
+
+    modules = [m for m in unet.modules() if isinstance(m, AnimateDiffTransformer3D)]
+    saved = [m.__dict__.get("forward") for m in modules]
+    try:
+        for m in modules:
+            m.forward = _skip_motion
+        yield
+    finally:
+        for m, f in zip(modules, saved):
+            del m.forward
+            if f is not None:
+                m.forward = f
+
+
+def _skip_motion(hidden_states: Tensor, *args, **kwargs) -> Tensor:
+    return hidden_states
+
+
+class EveModel(nn.Module):
+    """The composed model. Build with `EveModel.from_config(ModelConfig)` or from loaded parts."""
+
+    def __init__(
+        self,
+        unet: nn.Module,
+        controlnet: nn.Module,
+        text: nn.Module,
+        codec: nn.Module,
+        schedule: NoiseSchedule,
+        *,
+        sparsectrl: nn.Module | None = None,
+        num_frames: int = 8,
+        resolution: int = 512,
+        first_frame: str = "replace",
+        controlnet_text: str = "instruction",
+        controlnet_scale: float = 1.0,
+        sparsectrl_scale: float = 1.0,
+    ):
+        super().__init__()
+        if first_frame not in known_frames.MECHANISMS:
+            raise ValueError(f"unknown first_frame mechanism {first_frame!r} ({', '.join(known_frames.MECHANISMS)})")
+        if first_frame == "sparsectrl" and sparsectrl is None:
+            raise EveError("model.first_frame is 'sparsectrl' but model.sparsectrl names no weights")
+        self.unet = unet
+        self.controlnet = controlnet
+        self.sparsectrl = sparsectrl
+        self.text = text
+        self.codec = codec
+        self.schedule = schedule
+        self.num_frames = num_frames
+        self.resolution = resolution
+        self.first_frame = first_frame
+        self.controlnet_text = controlnet_text
+        self.controlnet_scale = controlnet_scale
+        self.sparsectrl_scale = sparsectrl_scale
+        self._lora_on: bool | None = None
+
+    # ------------------------------------------------------------------ building
+
+    @classmethod
+    def from_config(cls, cfg) -> EveModel:
+        """Load every component named by a ModelConfig and compose them (frozen, eval mode)."""
+        from eve.models.build import load_parts
+
+        return cls(**load_parts(cfg))
+
+    def add_lora(self, rank: int, alpha: float | None, targets: list[str]) -> None:
+        add_lora(self.unet, rank, alpha, targets)
+        self._lora_on = None
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.unet.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.unet.device
+
+    @property
+    def latent_channels(self) -> int:
+        return self.unet.config.in_channels
+
+    @property
+    def size_multiple(self) -> int:
+        """Pixel sizes must be multiples of this (codec downsampling x UNet downsampling)."""
+        return self.codec.scale_factor * 2 ** (len(self.unet.config.block_out_channels) - 1)
+
+    @property
+    def task_conditioned(self) -> bool:
+        return bool(getattr(self.controlnet.config, "num_class_embeds", None))
+
+    # ------------------------------------------------------------------ codec and text
+
+    def encode_text(self, texts: list[str]) -> Tensor:
+        return self.text(texts).to(self.dtype)
+
+    def encode_video(self, video: Tensor) -> Tensor:
+        """[B, F, 3, H, W] pixels in [-1, 1] -> [B, F, C, h, w] backbone samples."""
+        return self.codec.encode(video.to(self.device, self.dtype)).float()
+
+    def decode_video(self, latents: Tensor) -> Tensor:
+        return self.codec.decode(latents.to(self.dtype)).float()
+
+    # ------------------------------------------------------------------ the network
+
+    def forward(self, xt: Tensor, t: Tensor, cond: Cond, role: Role = Role.STUDENT, switches: Switches | None = None) -> Tensor:
+        """Raw backbone output [B, F, C, h, w] for x_t [B, F, C, h, w] at timesteps t [B]."""
+        sw = switches or ROLE_SWITCHES[Role(role)]
+        B, F, C, h, w = xt.shape
+        t = torch.as_tensor(t, device=xt.device).long().reshape(-1).expand(B)
+        known = cond.known if sw.known else None
+        if known is not None and self.first_frame == "replace":
+            xt = known_frames.replace_input(xt, t, known, self.schedule)
+        x = xt.to(self.dtype)
+        caption_bf = cond.caption.to(self.dtype).repeat_interleave(F, 0)  # [(B F), L, D], b-major like (b f)
+        down, mid = None, None
+        if sw.edit:
+            down, mid = self._edit_residuals(x, t, cond)
+        if known is not None and self.first_frame == "sparsectrl":
+            sd, sm = known_frames.sparsectrl_residuals(self.sparsectrl, x, t, caption_bf, known, self.sparsectrl_scale)
+            down = sd if down is None else [a + b for a, b in zip(down, sd)]
+            mid = sm if mid is None else mid + sm
+        with self._switched(sw):
+            out = self.unet(
+                x.permute(0, 2, 1, 3, 4),  # [B, C, F, h, w], diffusers' motion layout
+                t,
+                encoder_hidden_states=caption_bf,
+                down_block_additional_residuals=down,
+                mid_block_additional_residual=mid,
+            ).sample
+        out = out.permute(0, 2, 1, 3, 4).float()
+        if known is not None and self.first_frame == "replace":
+            out = known_frames.replace_output(out, t, known, self.schedule)
+        return out
+
+    def _edit_residuals(self, x: Tensor, t: Tensor, cond: Cond) -> tuple[list[Tensor], Tensor]:
+        """ControlNet residuals, per frame (paper footnote 1: frames stacked independently as a batch)."""
+        if cond.source is None:
+            raise ValueError("the edit adapter needs cond.source (the input frames)")
+        B, F, C, h, w = x.shape
+        text = cond.instruction if self.controlnet_text == "instruction" else cond.caption
+        if text is None:
+            raise ValueError("the edit adapter needs cond.instruction")
+        scale = 2 ** (len(self.controlnet.config.conditioning_embedding_out_channels) - 1)
+        image = (cond.source.flatten(0, 1).to(x.device, torch.float32) + 1) / 2  # [(B F), 3, H, W] in [0, 1]
+        if image.shape[-2:] != (h * scale, w * scale):
+            image = F_.interpolate(image, size=(h * scale, w * scale), mode="bilinear", antialias=True)
+        labels = None
+        if self.task_conditioned:
+            if cond.task is None:
+                raise EveError("this edit adapter was trained with task labels: give a task (--task)")
+            labels = cond.task.to(x.device).repeat_interleave(F)
+        return self.controlnet(
+            x.flatten(0, 1),
+            t.repeat_interleave(F),
+            encoder_hidden_states=text.to(self.dtype).repeat_interleave(F, 0),
+            controlnet_cond=image.to(self.dtype),
+            conditioning_scale=self.controlnet_scale,
+            class_labels=labels,
+            return_dict=False,
+        )
+
+    @contextmanager
+    def _switched(self, sw: Switches) -> Iterator[None]:
+        with ExitStack() as stack:
+            if not sw.motion:
+                stack.enter_context(motion_bypassed(self.unet))
+            if has_lora(self.unet) and self._lora_on is not sw.lora:
+                self.unet.enable_adapters() if sw.lora else self.unet.disable_adapters()
+                self._lora_on = sw.lora
+            yield
+
+    def predict_x0(self, xt: Tensor, t: Tensor, cond: Cond, role: Role = Role.STUDENT, switches: Switches | None = None) -> Tensor:
+        return self.schedule.x0_from_output(xt, self(xt, t, cond, role, switches), t)
+
+    def guided_x0(
+        self, xt: Tensor, t: Tensor, cond: Cond, role: Role, *, text_scale: float = 1.0, image_scale: float = 1.0
+    ) -> Tensor:
+        """x0 with classifier-free guidance. Null text is the empty string's embedding for caption and
+        instruction; the null image turns the edit adapter off. Scales of 1 cost one forward."""
+        sw = ROLE_SWITCHES[Role(role)]
+        full = self.predict_x0(xt, t, cond, role)
+        use_image = sw.edit and image_scale != 1.0
+        if text_scale == 1.0 and not use_image:
+            return full
+        null = self.encode_text([""]).expand_as(cond.caption)
+        no_text = replace(cond, caption=null, instruction=None if cond.instruction is None else null)
+        if not use_image:
+            return cfg_combine(self.predict_x0(xt, t, no_text, role), full, text_scale)
+        uncond = self.predict_x0(xt, t, no_text, role, replace(sw, edit=False))
+        image_only = self.predict_x0(xt, t, no_text, role)
+        return dual_cfg(uncond, image_only, full, text_scale, image_scale)
+
+    def denoiser(self, cond: Cond, role: Role, *, text_scale: float = 1.0, image_scale: float = 1.0):
+        """A Denoiser callable (x_t, t) -> x0 for eve.diffusion.sample."""
+        return lambda xt, t: self.guided_x0(xt, t, cond, role, text_scale=text_scale, image_scale=image_scale)
