@@ -202,6 +202,7 @@ class EveModel(nn.Module):
         B, F, C, h, w = xt.shape
         t = torch.as_tensor(t, device=xt.device).long().reshape(-1).expand(B)
         known = cond.known if sw.known else None
+        given = xt
         if known is not None and self.first_frame == "replace":
             xt = known_frames.replace_input(xt, t, known, self.schedule)
         x = xt.to(self.dtype)
@@ -223,7 +224,7 @@ class EveModel(nn.Module):
             ).sample
         out = out.permute(0, 2, 1, 3, 4).float()
         if known is not None and self.first_frame == "replace":
-            out = known_frames.replace_output(out, t, known, self.schedule)
+            out = known_frames.replace_output(out, given, t, known, self.schedule)
         return out
 
     def _edit_residuals(self, x: Tensor, t: Tensor, cond: Cond) -> tuple[list[Tensor], Tensor]:

@@ -58,9 +58,12 @@ def replace_input(xt: Tensor, t: Tensor, known: Known, schedule: NoiseSchedule) 
     return torch.where(known._mask(xt), noised, xt)
 
 
-def replace_output(out: Tensor, t: Tensor, known: Known, schedule: NoiseSchedule) -> Tensor:
-    """The raw output with the known slots set to the exact prediction for (known latents, noise)."""
-    exact = schedule.output_from(known.latents.to(out), known.noise.to(out), t)
+def replace_output(out: Tensor, xt: Tensor, t: Tensor, known: Known, schedule: NoiseSchedule) -> Tensor:
+    """The raw output with the known slots set to predict x0 = known latents *at the caller's x_t* (not the
+    replaced one), so that every conversion the caller makes (x0, eps) sees exactly the known frames; an SDS
+    caller whose x_t already holds them noised gets eps_hat = eps there, i.e. no gradient."""
+    x0 = known.latents.to(out)
+    exact = schedule.output_from(x0, schedule.eps_from_x0(xt.to(out), x0, t), t)
     return torch.where(known._mask(out), exact, out)
 
 

@@ -60,6 +60,8 @@ def load_scheduler_config(ref: str) -> dict:
     from diffusers import DDIMScheduler
 
     path, local = resolve(ref, "pretrained")
+    if local and not (Path(path) / "scheduler").is_dir():
+        raise EveError(f"weight folder not found: {path}/scheduler (model.pretrained has no scheduler/ folder)")
     try:
         return dict(DDIMScheduler.load_config(path, subfolder="scheduler", local_files_only=local or None))
     except (OSError, ValueError) as e:

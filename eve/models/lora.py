@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import torch
@@ -87,13 +88,19 @@ def save_lora(unet: nn.Module, path: str | os.PathLike, *, config_yaml: str | No
 
 
 def export_diffusers_lora(unet: nn.Module, out_dir: str | os.PathLike) -> Path:
-    """diffusers format (`unet.`-prefixed keys, adapter metadata) in `out_dir/pytorch_lora_weights.safetensors`."""
-    cfg = unet.peft_config[ADAPTER]
-    tensors = {f"unet.{k}": v for k, v in lora_state_dict(unet).items()}
-    meta = {"format": "pt", "lora_adapter_metadata": json.dumps({"r": cfg.r, "lora_alpha": cfg.lora_alpha})}
-    path = Path(out_dir) / DIFFUSERS_LORA_NAME
-    atomic_save(tensors, path, meta)
-    return path
+    """diffusers format, written by diffusers' own `save_lora_weights` (keys `unet.*`, the LoraConfig as metadata):
+    `out_dir/pytorch_lora_weights.safetensors`, loadable with `pipe.load_lora_weights(out_dir)`."""
+    from diffusers import StableDiffusionPipeline
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    config = unet.peft_config[ADAPTER].to_dict()
+    with tempfile.TemporaryDirectory(dir=out, prefix=".lora-") as tmp:
+        StableDiffusionPipeline.save_lora_weights(
+            tmp, unet_lora_layers=lora_state_dict(unet), unet_lora_adapter_metadata=config, safe_serialization=True
+        )
+        os.replace(Path(tmp) / DIFFUSERS_LORA_NAME, out / DIFFUSERS_LORA_NAME)
+    return out / DIFFUSERS_LORA_NAME
 
 
 def find_lora_file(path: str | os.PathLike) -> Path:
@@ -135,8 +142,10 @@ def load_lora(unet: nn.Module, path: str | os.PathLike) -> dict[str, str]:
     tensors, meta = read_lora(path)
     rank = next(v.shape[0] for k, v in tensors.items() if ".lora_A." in k)
     alpha = float(meta["lora_alpha"]) if "lora_alpha" in meta else None
-    if alpha is None and "lora_adapter_metadata" in meta:
-        alpha = float(json.loads(meta["lora_adapter_metadata"]).get("lora_alpha", rank))
+    if alpha is None and "lora_adapter_metadata" in meta:  # diffusers packs the LoraConfig as {"unet.lora_alpha": ...}
+        packed = json.loads(meta["lora_adapter_metadata"])
+        alpha = packed.get("unet.lora_alpha", packed.get("lora_alpha"))
+        alpha = float(alpha) if alpha is not None else None
     modules = sorted({k.split(".lora_")[0] for k in tensors})
     if has_lora(unet):
         unet.delete_adapters(ADAPTER)
