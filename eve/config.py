@@ -101,7 +101,7 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | None = No
     try:
         raw = OmegaConf.to_container(OmegaConf.load(p))
     except Exception as e:  # YAML syntax errors come in several types
-        raise EveError(f"cannot read config {path}: {e}") from None
+        raise EveError(f"cannot read config {path}: {_one_line(e)}") from None
     if not isinstance(raw, dict):
         raise EveError(f"config {path} must be a YAML mapping, got {type(raw).__name__}")
     if isinstance(raw.get("model"), dict):
@@ -114,8 +114,16 @@ def config_from_text(text: str, origin: str, overrides: list[str] | None = None,
     try:
         raw = OmegaConf.to_container(OmegaConf.create(text))
     except Exception as e:
-        raise EveError(f"cannot read the config stored in {origin}: {e}") from None
+        raise EveError(f"cannot read the config stored in {origin}: {_one_line(e)}") from None
     return _merge(raw, origin, overrides, schema)
+
+
+def _one_line(e: Exception) -> str:
+    """A YAML error as "line L, column C: problem" (PyYAML's own text spans several lines)."""
+    mark, problem = getattr(e, "problem_mark", None), getattr(e, "problem", None)
+    if mark is not None and problem:
+        return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
+    return " ".join(str(e).split())
 
 
 def _merge(raw: dict | None, where: str, overrides: list[str] | None, schema: type):

@@ -40,10 +40,6 @@ def model(tiny_cfg):
 
 
 def moving_square(num_frames: int = 20, height: int = 32, width: int = 48) -> torch.Tensor:
-    """[F, 3, H, W] in [-1, 1]: a red square sliding right over a dark background."""
-    f = -0.8 * torch.ones(num_frames, 3, height, width)
-    side = max(2, height // 3)
-    for i in range(num_frames):
-        x = round(i * (width - side) / max(1, num_frames - 1))
-        f[i, :, height // 3 : height // 3 + side, x : x + side] = torch.tensor([0.8, -0.6, -0.6]).view(3, 1, 1)
-    return f
+    from eve.demo import sample_clip
+
+    return sample_clip(num_frames, height, width)

@@ -73,6 +73,8 @@ def _read_file(p: Path) -> tuple[np.ndarray, Fraction]:
             frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
     except EveError:
         raise
+    except av.error.EOFError:
+        raise EveError(f"video {p} has no frames (the file ends before any)") from None
     except (av.FFmpegError, UnicodeDecodeError, ValueError) as e:
         raise EveError(f"cannot decode video {p}: {e}") from None
     if not frames:
