@@ -65,9 +65,87 @@ class EditConfig:
 
 
 @dataclass
+class DataConfig:
+    """The FDD dataset (paper §4 "Unsupervised Dataset"): a manifest of (video, caption, instruction, task)."""
+
+    manifest: Optional[str] = None  # parquet, csv or jsonl (eve/data/manifest.py); paths relative to it
+    stride: int = 2  # take every stride-th frame of the clip (OQ-23)
+    size: Optional[int] = None  # square training crop side in pixels (paper: 512); None: model.resolution
+    workers: int = 0  # DataLoader worker processes
+
+
+@dataclass
+class FddConfig:
+    """The FDD objective (paper §3.2-3.3, §4 "Training Details"); every choice the paper leaves open is a field,
+    defaulting to paper-notes §5."""
+
+    k: int = 3  # student steps with gradients through all of them (paper: 3)
+    timesteps: Literal["kbin", "fixed"] = "kbin"  # "fixed": evenly spaced steps, the "w/o K-bin" ablation
+    pin_first: bool = True  # first K-bin step labelled T-1 because the chain starts from pure noise (OQ-3)
+    alpha: float = 0.5  # weight of the edit terms (paper)
+    beta: float = 0.5  # weight of the video terms (paper)
+    lam: float = 2.5  # λ, SDS weight against the adversarial terms (paper, from ADD)
+    use_sds: bool = True  # False: the "w/o SDS" ablation
+    use_adversarial: bool = True  # False: the "w/o discriminators" ablation
+    sds_only_steps: int = 1000  # iterations before the adversarial terms start (paper: 1000 of 1500)
+    sds_weighting: Literal["sds", "uniform", "add_exponential"] = "sds"  # c(t) (OQ-4)
+    sds_t_min: float = 0.02  # SDS timestep range as fractions of T (OQ-5)
+    sds_t_max: float = 0.98
+    edit_guidance: float = 7.5  # edit-teacher text CFG in SDS and for its real samples (OQ-6)
+    edit_image_guidance: float = 1.5  # edit-teacher image CFG
+    video_guidance: float = 7.5  # video-teacher text CFG
+    gen_loss: Literal["paper_clipped", "add_linear"] = "paper_clipped"  # generator hinge form (OQ-20)
+    r1_gamma: float = 1e-5  # R1 on real samples' head inputs (OQ-18); 0 turns it off
+    augment: bool = True  # DiffAugment translation/cutout/colour, identical across a pair or a clip (OQ-19)
+    disc_frames: Optional[int] = None  # frames per clip fed to D_e (OQ-21); None: all
+    real_samples: Literal["cache", "online"] = "cache"  # teachers' DDIM samples: cached per data point, or fresh
+    real_steps: int = 50  # DDIM steps of those samples and of the edited first frame (OQ-9)
+    cache_dir: Optional[str] = None  # None: <run dir>/real_cache
+    grad_checkpointing: bool = False  # recompute each student step in backward (OQ-28)
+
+
+@dataclass
+class DiscConfig:
+    hooks: Optional[list[int]] = None  # feature-network blocks with a head; None: 4 evenly spaced (ViT-S: 2,5,8,11)
+    channels: int = 64
+    cmap_dim: int = 64
+    heads: int = 4  # attention heads of the conditioning / temporal attention layer
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-5  # student LoRA, constant, no warm-up (paper)
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # AdamW (OQ-12)
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    d_lr: float = 1e-5  # discriminator heads, Adam (OQ-11)
+    d_betas: list[float] = field(default_factory=lambda: [0.0, 0.99])
+
+
+@dataclass
+class RunConfig:
+    out_dir: str = "runs/fdd"  # checkpoints, metrics.jsonl, samples, config.yaml
+    steps: int = 1500  # total iterations (paper: 1500)
+    batch_size: int = 64  # effective batch per iteration (paper: 64), reached by accumulation over micro-batches
+    micro_batch: int = 1  # per process per forward
+    seed: int = 0
+    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    save_every: int = 250
+    keep_last: int = 3  # checkpoints kept (older ones pruned)
+    log_every: int = 1
+    sample_every: int = 250  # sample grid (input | plug-and-play | student); 0: never
+    resume: str = "auto"  # "auto": newest checkpoint in out_dir; "never"; or a checkpoint folder
+
+
+@dataclass
 class EveConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     edit: EditConfig = field(default_factory=EditConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    fdd: FddConfig = field(default_factory=FddConfig)
+    disc: DiscConfig = field(default_factory=DiscConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    run: RunConfig = field(default_factory=RunConfig)
 
 
 _WEIGHT_FIELDS = ("pretrained", "controlnet", "motion_adapter", "sparsectrl", "dino")
@@ -104,9 +182,19 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | None = No
         raise EveError(f"cannot read config {path}: {_one_line(e)}") from None
     if not isinstance(raw, dict):
         raise EveError(f"config {path} must be a YAML mapping, got {type(raw).__name__}")
+    base = p.resolve().parent
     if isinstance(raw.get("model"), dict):
-        _resolve_paths(raw["model"], p.resolve().parent)
+        _resolve_paths(raw["model"], base)
+    for section, key in (("data", "manifest"), ("run", "out_dir"), ("fdd", "cache_dir")):
+        if isinstance(raw.get(section), dict) and isinstance(raw[section].get(key), str):
+            raw[section][key] = _resolve_relative(raw[section][key], base)
     return _merge(raw, str(path), overrides, schema)
+
+
+def _resolve_relative(value: str, base: Path) -> str:
+    """Paths written as ./x or ../x in a config file are relative to that file; bare names stay relative to the
+    working directory (so run.out_dir: runs/x means the same thing wherever the config lives)."""
+    return str((base / value).resolve()) if value.startswith(("./", "../")) else value
 
 
 def config_from_text(text: str, origin: str, overrides: list[str] | None = None, schema: type = EveConfig):

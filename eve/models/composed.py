@@ -29,7 +29,7 @@ from eve.diffusion.schedule import NoiseSchedule
 from eve.errors import EveError
 from eve.models import known as known_frames
 from eve.models.known import Known
-from eve.models.lora import add_lora, has_lora
+from eve.models.lora import add_lora, has_lora, lora_parameters
 
 logger = logging.getLogger(__name__)
 
@@ -260,7 +260,12 @@ class EveModel(nn.Module):
             if not sw.motion:
                 stack.enter_context(motion_bypassed(self.unet))
             if has_lora(self.unet) and self._lora_on is not sw.lora:
+                # peft's enable/disable also flip requires_grad on the LoRA weights; a teacher call between the
+                # student's forward and backward would then silently drop the student's gradient. Keep the flags.
+                flags = [(p, p.requires_grad) for p in lora_parameters(self.unet)]
                 self.unet.enable_adapters() if sw.lora else self.unet.disable_adapters()
+                for p, flag in flags:
+                    p.requires_grad_(flag)
                 self._lora_on = sw.lora
             yield
 

@@ -163,3 +163,18 @@ def load_lora(unet: nn.Module, path: str | os.PathLike) -> dict[str, str]:
     for p in lora_parameters(unet):
         p.data = p.data.to(ref.device)
     return meta
+
+
+def load_lora_into(unet: nn.Module, path: str | os.PathLike) -> dict[str, str]:
+    """Copy a LoRA file's tensors into the already attached student adapter, in place (the parameter objects an
+    optimizer holds stay the same: this is how training resumes). The key sets must match exactly."""
+    from peft.utils import set_peft_model_state_dict
+
+    tensors, meta = read_lora(path)
+    expected = set(lora_state_dict(unet))
+    if set(tensors) != expected:
+        raise EveError(f"LoRA {path} does not match the attached adapter (rank or targets differ)")
+    before = [p for p in lora_parameters(unet)]
+    set_peft_model_state_dict(unet, tensors, adapter_name=ADAPTER)
+    assert all(a is b for a, b in zip(before, lora_parameters(unet)))
+    return meta

@@ -1,10 +1,11 @@
 """Write a complete tiny, randomly initialised model set in the real on-disk layouts, plus an `eve.yaml` naming it.
 
-    python -m eve.models.tiny OUT_DIR [--vae] [--seed N]
+    python -m eve.models.tiny OUT_DIR [--vae] [--seed N] [--no-data]
 
 OUT_DIR/sd/{unet,text_encoder,tokenizer,scheduler[,vae]}/, controlnet/, motion_adapter/, sparsectrl/ (diffusers and
 transformers `save_pretrained` layouts), dino/ (timm's config.json + model.safetensors), eve.yaml. Everything loads
-back through the same `from_pretrained` calls as real weights, with no network. The tokenizer is a byte-level CLIP
+back through the same `from_pretrained` calls as real weights, with no network. OUT_DIR/data/ holds a toy FDD
+dataset (generated clips + manifest.csv) for smoke runs of train_fdd.py. The tokenizer is a byte-level CLIP
 BPE built in memory (no vocabulary download). Pixel space (identity codec) unless --vae adds a tiny AutoencoderKL.
 
 ControlNet-style zero convolutions are given random weights here: a zero-initialised adapter would leave every
@@ -241,8 +242,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("out_dir")
     ap.add_argument("--vae", action="store_true", help="latent space with a tiny AutoencoderKL (default: pixels)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-data", action="store_true", help="skip the toy FDD dataset (OUT_DIR/data/manifest.csv)")
     args = ap.parse_args(argv)
     path = write_tiny(args.out_dir, with_vae=args.vae, seed=args.seed)
+    if not args.no_data:
+        from eve.data.toy import write_toy_dataset
+
+        write_toy_dataset(Path(args.out_dir) / "data")
     print(path)
     return 0
 

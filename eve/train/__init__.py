@@ -1,0 +1,1 @@
+"""FDD training (paper §3): the generator and discriminator steps, teachers' real samples, checkpoints."""

@@ -1,0 +1,212 @@
+"""Factorized Diffusion Distillation: the generator and discriminator objectives (paper §3.2-3.3).
+
+One generator forward (FddGenerator) is, for a micro-batch of clips:
+
+1. the student generates an edit in k steps from pure noise, gradients through all of them, at K-bin steps
+   (one random step per bin, paper §3.3) or fixed evenly spaced ones (the "w/o K-bin" ablation);
+2. SDS from each frozen teacher, one shared (t, eps): the edit teacher frame by frame on (input frame,
+   instruction[, task]), the video teacher on the clip conditioned on f1 (the edit teacher's edit of frame 0);
+3. after the SDS-only phase, hinge generator losses from D_e (input frame, instruction, output frame) and D_v
+   (clip, caption), on decoded frames;
+4. L_G = alpha (L_G-edit + lam L_SDS-edit) + beta (L_G-video + lam L_SDS-video).
+
+FddDiscriminator is the critic turn: hinge losses on the teachers' samples (real) against the student's (fake),
+plus R1 on real samples' head inputs. Both are nn.Modules whose single forward returns a loss, so accelerate can
+wrap them for DDP/FSDP; the discriminators are held outside the generator's parameter tree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.utils.checkpoint
+from torch import Tensor, nn
+
+from eve.diffusion.sampling import ddim_step
+from eve.diffusion.timesteps import evenly_spaced_timesteps, kbin_timesteps
+from eve.losses import hinge_d_loss, hinge_g_loss, r1_penalty, sds_loss, sds_weight
+from eve.models.composed import Cond, EveModel, Role
+from eve.models.discriminator import EditDiscriminator, VideoDiscriminator
+from eve.models.known import Known, first_frame
+from eve.train.augment import diff_augment
+
+
+@dataclass
+class Batch:
+    """A micro-batch ready for both turns. Latents are [B, F, C, h, w]; pixels [B, F, 3, H, W] in [-1, 1]."""
+
+    frames: Tensor  # input clip (pixels)
+    caption: Tensor  # [B, L, D] output caption tokens
+    instruction: Tensor  # [B, L, D]
+    caption_pooled: Tensor  # [B, D] for D_v
+    instruction_pooled: Tensor  # [B, D] for D_e
+    task: Tensor  # [B]
+    f1: Tensor  # [B, C, h, w] edited first frame (edit teacher)
+    real_edit: Tensor | None = None  # edit teacher's per-frame edits (latents), D_e's real data
+    real_video: Tensor | None = None  # video teacher's clip (latents), D_v's real data
+
+
+def student_timesteps(k: int, T: int, mode: str, pin_first: bool, generator: torch.Generator) -> Tensor:
+    if mode == "kbin":
+        return kbin_timesteps(k, T, generator=generator, pin_first=pin_first)
+    if mode == "fixed":
+        return evenly_spaced_timesteps(k, T)
+    raise ValueError(f"unknown student timestep mode {mode!r} (kbin, fixed)")
+
+
+def student_generate(model: EveModel, cond: Cond, noise: Tensor, timesteps: Tensor, checkpointing: bool) -> Tensor:
+    """x0 after len(timesteps) DDIM steps of the student from `noise`, keeping the graph through every step."""
+    B = noise.shape[0]
+    x, x0 = noise, noise
+    for j, t in enumerate(timesteps.tolist()):
+        tt = torch.full((B,), t, dtype=torch.long, device=noise.device)
+        if checkpointing:
+            x0 = torch.utils.checkpoint.checkpoint(model.predict_x0, x, tt, cond, Role.STUDENT, use_reentrant=False)
+        else:
+            x0 = model.predict_x0(x, tt, cond, Role.STUDENT)
+        if j + 1 < len(timesteps):
+            x = ddim_step(model.schedule, x, x0, tt, torch.full_like(tt, int(timesteps[j + 1])))
+    return x0
+
+
+def edit_pairs(out: Tensor, src: Tensor, frames: Tensor) -> tuple[Tensor, Tensor]:
+    """[B, F, 3, H, W] x2 -> ([(B f), 3, H, W], [(B f), 3, H, W]) for the chosen frames."""
+    return out[:, frames].flatten(0, 1), src[:, frames].flatten(0, 1)
+
+
+def augment_pairs(out: Tensor, src: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    pair = diff_augment(torch.stack([out, src], 1), generator)
+    return pair[:, 0], pair[:, 1]
+
+
+def rms(x: Tensor) -> float:
+    return float(x.detach().float().pow(2).mean().sqrt())
+
+
+class FddGenerator(nn.Module):
+    """The student's turn. Only the LoRA inside `model` is trainable."""
+
+    def __init__(self, model: EveModel, fdd, discriminators: tuple[EditDiscriminator, VideoDiscriminator] | None,
+                 generator: torch.Generator):
+        super().__init__()
+        self.model = model
+        self.fdd = fdd
+        self._discs = discriminators  # a tuple attribute: not registered, so not part of this module's parameters
+        self.gen = generator
+
+    def forward(self, b: Batch, adversarial: bool) -> dict:
+        m, f = self.model, self.fdd
+        dev = b.frames.device
+        B, F = b.frames.shape[:2]
+        T = m.schedule.num_train_timesteps
+        shape = (B, F, m.latent_channels, *b.f1.shape[-2:])
+
+        # 1. Student: k steps from noise with gradients through all of them (paper §3.2, K-bin §3.3).
+        noise = torch.randn(shape, generator=self.gen).to(dev)
+        mask = torch.zeros(F, dtype=torch.bool)
+        mask[0] = True  # frame 0 is f1, given to the video adapter
+        known = Known(first_frame(b.f1, F, noise).latents, mask, noise)
+        cond = Cond(b.caption, b.instruction, b.frames, b.task, known)
+        ts = student_timesteps(f.k, T, f.timesteps, f.pin_first, self.gen)
+        x0 = student_generate(m, cond, noise, ts, f.grad_checkpointing)
+
+        logs: dict[str, float] = {"t_student": ts.tolist()}
+        loss = x0.new_zeros(())
+        free = (~mask).to(dev, x0.dtype).view(1, F, 1, 1, 1)  # frames the student actually generates
+
+        # 2. SDS from both teachers, one shared (t, eps) (paper §3.2).
+        if f.use_sds:
+            t = torch.randint(int(f.sds_t_min * T), int(f.sds_t_max * T) + 1, (B,), generator=self.gen).to(dev)
+            eps = torch.randn(shape, generator=self.gen).to(dev)
+            xt = m.schedule.add_noise(x0.detach(), eps, t)
+            with torch.no_grad():
+                x0_e = m.guided_x0(xt, t, Cond(b.caption, b.instruction, b.frames, b.task), Role.EDIT_TEACHER,
+                                   text_scale=f.edit_guidance, image_scale=f.edit_image_guidance)
+                known_t = Known(known.latents, mask, eps)  # the known frame noised with the same eps
+                x0_v = m.guided_x0(xt, t, Cond(b.caption, known=known_t), Role.VIDEO_TEACHER, text_scale=f.video_guidance)
+                eps_e = m.schedule.eps_from_x0(xt, x0_e, t)
+                eps_v = m.schedule.eps_from_x0(xt, x0_v, t)
+            a, s = m.schedule.coefficients(t, x0)
+            w = sds_weight(a, s, f.sds_weighting)
+            sds_e, g_e = sds_loss(x0, eps_e, eps, w, free)
+            sds_v, g_v = sds_loss(x0, eps_v, eps, w, free)
+            loss = loss + f.alpha * f.lam * sds_e + f.beta * f.lam * sds_v
+            logs |= {"sds_edit": float(sds_e.detach()), "sds_video": float(sds_v.detach()),
+                     "gnorm_sds_edit": rms(g_e), "gnorm_sds_video": rms(g_v), "t_sds": t.float().mean().item()}
+
+        # 3. Adversarial generator terms on decoded frames (paper §3.2, after the SDS-only phase).
+        fake = None
+        if adversarial:
+            d_e, d_v = self._discs
+            fake = m.decode_video(x0)  # [B, F, 3, H, W], with grad
+            idx = self.disc_frames(F)
+            out, src = edit_pairs(fake, b.frames, idx)
+            video = fake
+            if f.augment:
+                out, src = augment_pairs(out, src, self.gen)
+                video = diff_augment(fake, self.gen)
+            logit_e = d_e(out, src, b.instruction_pooled.repeat_interleave(len(idx), 0))
+            logit_v = d_v(video, b.caption_pooled)
+            g_edit, g_video = hinge_g_loss(logit_e, f.gen_loss), hinge_g_loss(logit_v, f.gen_loss)
+            loss = loss + f.alpha * g_edit + f.beta * g_video
+            logs |= {"g_edit": float(g_edit.detach()), "g_video": float(g_video.detach())}
+        logs["loss_g"] = float(loss.detach())
+        return {"loss": loss, "x0": x0.detach(), "fake": None if fake is None else fake.detach(), "logs": logs}
+
+    def disc_frames(self, F: int) -> list[int]:
+        """Frames of each clip fed to D_e (OQ-21): all, or a random subset of fdd.disc_frames."""
+        n = self.fdd.disc_frames
+        if not n or n >= F:
+            return list(range(F))
+        return sorted(torch.randperm(F, generator=self.gen)[:n].tolist())
+
+
+class FddDiscriminator(nn.Module):
+    """The critic turn: both discriminators' hinge losses and R1 (paper §3.2; ADD §3.2)."""
+
+    def __init__(self, edit: EditDiscriminator, video: VideoDiscriminator, fdd, generator: torch.Generator):
+        super().__init__()
+        self.edit, self.video = edit, video
+        self.fdd = fdd
+        self.gen = generator
+
+    def forward(self, fake: Tensor, real_edit: Tensor, real_video: Tensor, b: Batch, frames: list[int]) -> dict:
+        """fake, real_edit, real_video: decoded pixels [B, F, 3, H, W] (no grad into the student)."""
+        f = self.fdd
+        text_e = b.instruction_pooled.repeat_interleave(len(frames), 0)
+        fake_out, fake_src = edit_pairs(fake, b.frames, frames)
+        real_out, real_src = edit_pairs(real_edit, b.frames, frames)
+        fake_v, real_v = fake, real_video
+        if f.augment:
+            fake_out, fake_src = augment_pairs(fake_out, fake_src, self.gen)
+            real_out, real_src = augment_pairs(real_out, real_src, self.gen)
+            fake_v, real_v = diff_augment(fake_v, self.gen), diff_augment(real_v, self.gen)
+        r1 = f.r1_gamma > 0
+        feats_e = self._leaf_features(real_out) if r1 else None
+        feats_v = self._leaf_features(real_v.flatten(0, 1)) if r1 else None
+        le_real = self.edit(real_out, real_src, text_e, feats=feats_e)
+        le_fake = self.edit(fake_out, fake_src, text_e)
+        lv_real = self.video(real_v, b.caption_pooled, feats=feats_v)
+        lv_fake = self.video(fake_v, b.caption_pooled)
+        d_edit, d_video = hinge_d_loss(le_real, le_fake), hinge_d_loss(lv_real, lv_fake)
+        loss = f.alpha * d_edit + f.beta * d_video
+        logs = {
+            "d_edit": float(d_edit.detach()), "d_video": float(d_video.detach()),
+            "logit_edit_real": float(le_real.mean()), "logit_edit_fake": float(le_fake.mean()),
+            "logit_video_real": float(lv_real.mean()), "logit_video_fake": float(lv_fake.mean()),
+            "sign_edit_real": float((le_real > 0).float().mean()), "sign_video_fake": float((lv_fake > 0).float().mean()),
+        }
+        if r1:
+            penalty = f.alpha * r1_penalty(le_real, [t for t, _ in feats_e]) + f.beta * r1_penalty(
+                lv_real, [t for t, _ in feats_v])
+            loss = loss + f.r1_gamma / 2 * penalty
+            logs["r1"] = float(penalty.detach())
+        logs["loss_d"] = float(loss.detach())
+        return {"loss": loss, "logs": logs}
+
+    def _leaf_features(self, images: Tensor) -> list[tuple[Tensor, Tensor]]:
+        """Frozen features of real images as leaves that require grad: R1 differentiates the heads w.r.t. them."""
+        with torch.no_grad():
+            feats = self.edit.features(images)
+        return [(t.detach().requires_grad_(True), c.detach()) for t, c in feats]

@@ -1,0 +1,296 @@
+"""`train(cfg)`: the FDD training run, top to bottom (setup -> models -> data -> loop -> log -> checkpoint).
+
+Randomness lives in explicit torch generators whose states are checkpointed, and the data order is a function of
+(seed, epoch), so a run killed and resumed ends where an uninterrupted one does.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from eve.config import to_yaml
+from eve.data.clips import ClipDataset, collate
+from eve.data.manifest import read_manifest
+from eve.errors import EveError
+from eve.models.composed import EveModel
+from eve.models.discriminator import DinoFeatures, EditDiscriminator, VideoDiscriminator, trainable_state_dict
+from eve.models.loading import load_timm
+from eve.models.lora import EVE_LORA_NAME, export_diffusers_lora, load_lora_into, lora_parameters, save_lora
+from eve.train import checkpoint
+from eve.train.fdd import Batch, FddDiscriminator, FddGenerator
+from eve.train.real_samples import RealSampleCache, cache_dir, datapoint_key, row_generator, teacher_fingerprint
+from eve.train.real_samples import teacher_samples
+from eve.train.samples import save_sample_grid
+
+logger = logging.getLogger(__name__)
+
+
+class Cursor:
+    """Position in the data order: epoch e is a permutation drawn from (seed, e); each rank takes its share."""
+
+    def __init__(self, n: int, seed: int, epoch: int = 0, pos: int = 0):
+        self.n, self.seed, self.epoch, self.pos = n, seed, epoch, pos
+        self._order = self._perm(epoch)
+
+    def _perm(self, epoch: int) -> list[int]:
+        return torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 7919 + epoch)).tolist()
+
+    def take(self, count: int) -> list[int]:
+        out = []
+        while len(out) < count:
+            if self.pos >= self.n:
+                self.epoch, self.pos = self.epoch + 1, 0
+                self._order = self._perm(self.epoch)
+            out.append(self._order[self.pos])
+            self.pos += 1
+        return out
+
+    def state(self) -> dict:
+        return {"epoch": self.epoch, "pos": self.pos}
+
+
+def validate(cfg) -> None:
+    """Everything checkable before weights load, so a bad run fails in seconds."""
+    f, r = cfg.fdd, cfg.run
+    if not cfg.data.manifest:
+        raise EveError("data.manifest is not set")
+    if f.k < 1:
+        raise EveError(f"fdd.k must be >= 1, got {f.k}")
+    if not 0 <= f.sds_t_min < f.sds_t_max <= 1:
+        raise EveError(f"fdd.sds_t_min/sds_t_max must satisfy 0 <= min < max <= 1, got {f.sds_t_min}, {f.sds_t_max}")
+    if not (f.use_sds or f.use_adversarial):
+        raise EveError("fdd.use_sds and fdd.use_adversarial are both false: nothing to train")
+    if r.batch_size % r.micro_batch:
+        raise EveError(f"run.batch_size={r.batch_size} is not a multiple of run.micro_batch={r.micro_batch}")
+    if cfg.model.dino is None and f.use_adversarial:
+        raise EveError("model.dino names no feature network, which the discriminators need (or set fdd.use_adversarial=false)")
+
+
+def adversarial_at(cfg, step: int) -> bool:
+    """Adversarial terms from iteration sds_only_steps on (paper: 1000); from the start when SDS is ablated."""
+    return cfg.fdd.use_adversarial and (step >= cfg.fdd.sds_only_steps or not cfg.fdd.use_sds)
+
+
+def train(cfg) -> Path:
+    """Run (or resume) FDD; returns the last checkpoint folder."""
+    from accelerate import Accelerator
+
+    # Setup run
+    validate(cfg)
+    rows = read_manifest(cfg.data.manifest)
+    run = cfg.run
+    out = Path(run.out_dir)
+    acc = Accelerator(mixed_precision=run.mixed_precision)
+    world, rank = acc.num_processes, acc.process_index
+    per_step = run.batch_size // run.micro_batch
+    if per_step % world:
+        raise EveError(f"run.batch_size / run.micro_batch = {per_step} micro-batches is not divisible by {world} processes")
+    accum = per_step // world
+    if acc.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(to_yaml(cfg))
+    torch.manual_seed(run.seed + rank)
+
+    # Build models: one frozen EveModel (teachers are switches), LoRA, discriminators on one frozen DINO
+    model = EveModel.from_config(cfg.model).to(acc.device)
+    model.add_lora(cfg.model.lora_rank, cfg.model.lora_alpha, cfg.model.lora_targets)
+    lora = lora_parameters(model.unet)
+    for p in lora:
+        p.data = p.data.float()  # trainable parameters in fp32 whatever the frozen dtype
+    logger.info("trainable LoRA parameters: %d", sum(p.numel() for p in lora))
+    gen = torch.Generator().manual_seed(run.seed * 1000 + rank)
+    discs = None
+    if cfg.fdd.use_adversarial:
+        features = DinoFeatures(load_timm(cfg.model.dino), cfg.disc.hooks).to(acc.device)
+        d = cfg.disc
+        text_dim = model.text.encoder.config.hidden_size
+        discs = (EditDiscriminator(features, text_dim, d.channels, d.cmap_dim, d.heads).to(acc.device),
+                 VideoDiscriminator(features, text_dim, d.channels, d.cmap_dim, d.heads, cfg.model.num_frames).to(acc.device))
+    generator_step = FddGenerator(model, cfg.fdd, discs, gen)
+    critic_step = FddDiscriminator(*discs, cfg.fdd, gen) if discs else None
+    opt_g = torch.optim.AdamW(lora, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas), weight_decay=cfg.optim.weight_decay)
+    head_params = [p for m in (discs or ()) for p in m.parameters() if p.requires_grad]
+    head_params = list({id(p): p for p in head_params}.values())
+    opt_d = torch.optim.Adam(head_params, lr=cfg.optim.d_lr, betas=tuple(cfg.optim.d_betas)) if discs else None
+    generator_step, opt_g = acc.prepare(generator_step, opt_g)
+    if critic_step is not None:
+        critic_step, opt_d = acc.prepare(critic_step, opt_d)
+
+    # Resume
+    cursor = Cursor(len(rows), run.seed)
+    start = 0
+    ckpt = checkpoint.find_resume(out, run.resume)
+    if ckpt is not None:
+        state, tensors = checkpoint.load_state(ckpt)
+        load_lora_into(model.unet, ckpt / EVE_LORA_NAME)
+        opt_g.load_state_dict(checkpoint.unflatten_optimizer(tensors, state["optimizers"]["opt_g"], "opt_g"))
+        if discs and (ckpt / "discriminator.safetensors").is_file():
+            from safetensors.torch import load_file
+
+            disc_sd = load_file(str(ckpt / "discriminator.safetensors"))
+            for name, d in zip(("edit", "video"), discs):
+                d.load_state_dict({k[len(name) + 1 :]: v for k, v in disc_sd.items() if k.startswith(name + ".")}, strict=False)
+            if "opt_d" in state["optimizers"]:
+                opt_d.load_state_dict(checkpoint.unflatten_optimizer(tensors, state["optimizers"]["opt_d"], "opt_d"))
+        gen.set_state(tensors[f"rng/gen{rank}"] if f"rng/gen{rank}" in tensors else tensors["rng/gen0"])
+        cursor = Cursor(len(rows), run.seed, **state["cursor"])
+        start = state["step"]
+        logger.info("resumed from %s at step %d", ckpt, start)
+        _truncate_metrics(out / "metrics.jsonl", start)
+
+    # Build data
+    size = cfg.data.size or cfg.model.resolution
+    if size % model.size_multiple:
+        raise EveError(f"training size {size} is not a multiple of the model's size multiple {model.size_multiple}")
+    dataset = ClipDataset(rows, cfg.model.num_frames, cfg.data.stride, size)
+    cache = RealSampleCache(cache_dir(cfg)) if cfg.fdd.real_samples == "cache" else None
+    fingerprint = teacher_fingerprint(cfg)
+    pool = ThreadPoolExecutor(cfg.data.workers) if cfg.data.workers > 0 else None
+
+    def load(indices: list[int]) -> dict:
+        items = list(pool.map(dataset.__getitem__, indices)) if pool else [dataset[i] for i in indices]
+        return collate(items)
+
+    def prepare(raw: dict, need_real: bool) -> Batch:
+        frames = raw["frames"].to(acc.device)
+        cap, ins = raw["caption"], raw["instruction"]
+        edit, video = _teacher_latents(cfg, model, rows, raw, frames, cache, fingerprint, gen, need_real)
+        return Batch(frames=frames, caption=model.encode_text(cap), instruction=model.encode_text(ins),
+                     caption_pooled=model.text.pooled(cap).float(), instruction_pooled=model.text.pooled(ins).float(),
+                     task=raw["task"].to(acc.device), f1=edit[:, 0], real_edit=edit if need_real else None,
+                     real_video=video)
+
+    # Train
+    metrics_file = out / "metrics.jsonl"
+    bar = tqdm(range(start, run.steps), initial=start, total=run.steps, desc="fdd", disable=not acc.is_main_process)
+    last = ckpt
+    sample_raw = load(list(range(min(run.micro_batch, len(rows)))))
+    for step in bar:
+        t0 = time.perf_counter()
+        adversarial = adversarial_at(cfg, step)
+        logs: list[dict] = []
+        saved = []
+        _requires_grad(discs, False)
+        opt_g.zero_grad(set_to_none=True)
+        for micro in range(accum):
+            ids = cursor.take(run.micro_batch * world)[rank * run.micro_batch : (rank + 1) * run.micro_batch]
+            b = prepare(load(ids), adversarial)
+            sync = acc.no_sync(generator_step) if micro + 1 < accum else nullcontext()
+            with sync, acc.autocast():
+                res = generator_step(b, adversarial)
+                acc.backward(res["loss"] / accum)
+            logs.append(res["logs"])
+            if adversarial:
+                saved.append((b, res["fake"]))
+        gnorm = acc.clip_grad_norm_(lora, cfg.optim.grad_clip) if cfg.optim.grad_clip > 0 else _grad_norm(lora)
+        opt_g.step()
+        if adversarial:
+            _requires_grad(discs, True)
+            opt_d.zero_grad(set_to_none=True)
+            for micro, (b, fake) in enumerate(saved):
+                frames_e = acc.unwrap_model(generator_step).disc_frames(b.frames.shape[1])
+                with torch.no_grad():
+                    real_e, real_v = model.decode_video(b.real_edit), model.decode_video(b.real_video)
+                sync = acc.no_sync(critic_step) if micro + 1 < accum else nullcontext()
+                with sync, acc.autocast():
+                    d = critic_step(fake, real_e, real_v, b, frames_e)
+                    acc.backward(d["loss"] / accum)
+                logs.append(d["logs"])
+            opt_d.step()
+        row = _mean_logs(logs) | {"step": step + 1, "phase": "adversarial" if adversarial else "sds",
+                                  "gnorm_student": float(gnorm), "step_time": time.perf_counter() - t0}
+        if acc.is_main_process and ((step + 1) % run.log_every == 0 or step + 1 == run.steps):
+            with open(metrics_file, "a") as fh:
+                fh.write(json.dumps(row) + "\n")
+            bar.set_postfix(loss=f"{row.get('loss_g', 0):.4f}", phase=row["phase"])
+        if acc.is_main_process and run.sample_every and ((step + 1) % run.sample_every == 0 or step + 1 == run.steps):
+            save_sample_grid(out / "samples" / f"step_{step + 1:06d}.png", model, prepare(sample_raw, False),
+                             cfg.fdd.k, run.seed)
+        if (step + 1) % run.save_every == 0 or step + 1 == run.steps:
+            acc.wait_for_everyone()
+            if acc.is_main_process:
+                last = _save(cfg, out, step + 1, model, discs, opt_g, opt_d, gen, rank, cursor)
+    bar.close()
+    if pool:
+        pool.shutdown()
+    return last
+
+
+def _teacher_latents(cfg, model, rows, raw, frames, cache, fingerprint, gen, need_real):
+    """(edit [B, F, C, h, w], video or None): from the cache (computed and stored when missing) or online."""
+    f = cfg.fdd
+    kw = dict(steps=f.real_steps, spacing=cfg.edit.timestep_spacing, edit_guidance=f.edit_guidance,
+              edit_image_guidance=f.edit_image_guidance, video_guidance=f.video_guidance)
+    if cache is None:
+        cap, ins = model.encode_text(raw["caption"]), model.encode_text(raw["instruction"])
+        if not need_real:  # the SDS phase needs only f1: edit frame 0 alone
+            edit, _ = teacher_samples(model, frames[:, :1], cap, ins, raw["task"], generator=gen, video=False, **kw)
+            return edit, None
+        return teacher_samples(model, frames, cap, ins, raw["task"], generator=gen, **kw)
+    edits, videos = [], []
+    for j, i in enumerate(raw["index"].tolist()):
+        key = datapoint_key(rows.iloc[i], fingerprint)
+        hit = cache.get(key)
+        if hit is None:
+            e, v = teacher_samples(model, frames[j : j + 1], model.encode_text([raw["caption"][j]]),
+                                   model.encode_text([raw["instruction"][j]]), raw["task"][j : j + 1],
+                                   generator=row_generator(cfg.run.seed, key), **kw)
+            hit = {"edit": e[0].cpu(), "video": v[0].cpu()}
+            cache.put(key, hit)
+        edits.append(hit["edit"])
+        videos.append(hit["video"])
+    return torch.stack(edits).to(frames.device), torch.stack(videos).to(frames.device) if need_real else None
+
+
+def _save(cfg, out, step, model, discs, opt_g, opt_d, gen, rank, cursor) -> Path:
+    cfg_yaml = to_yaml(cfg)
+
+    def write_lora(folder: Path) -> None:
+        save_lora(model.unet, folder / EVE_LORA_NAME, config_yaml=cfg_yaml, extra={"step": step})
+        export_diffusers_lora(model.unet, folder / "diffusers")
+
+    disc_state = {}
+    for name, d in zip(("edit", "video"), discs or ()):
+        disc_state |= {f"{name}.{k}": v for k, v in trainable_state_dict(d).items()}
+    optimizers = {"opt_g": opt_g} | ({"opt_d": opt_d} if opt_d is not None else {})
+    return checkpoint.save(out, step, write_lora=write_lora, disc_state=disc_state, optimizers=optimizers,
+                           rng={f"gen{rank}": gen.get_state()}, state={"cursor": cursor.state()},
+                           keep_last=cfg.run.keep_last)
+
+
+def _requires_grad(discs, flag: bool) -> None:
+    for d in discs or ():
+        for name, p in d.named_parameters():
+            if not name.startswith("features."):
+                p.requires_grad_(flag)
+
+
+def _grad_norm(params) -> float:
+    grads = [p.grad.detach().float().norm() for p in params if p.grad is not None]
+    return float(torch.stack(grads).norm()) if grads else 0.0
+
+
+def _mean_logs(logs: list[dict]) -> dict:
+    keys = {k for d in logs for k in d}
+    out = {}
+    for k in sorted(keys):
+        vals = [d[k] for d in logs if k in d]
+        out[k] = vals[0] if isinstance(vals[0], list) else sum(vals) / len(vals)
+    return out
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop lines logged after the checkpoint we resume from (they will be logged again)."""
+    if path.is_file():
+        keep = [line for line in path.read_text().splitlines() if line and json.loads(line).get("step", 0) <= step]
+        path.write_text("".join(line + "\n" for line in keep))
