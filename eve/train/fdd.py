@@ -193,8 +193,8 @@ class FddDiscriminator(nn.Module):
         loss = f.alpha * d_edit + f.beta * d_video
         logs = {
             "d_edit": float(d_edit.detach()), "d_video": float(d_video.detach()),
-            "logit_edit_real": float(le_real.mean()), "logit_edit_fake": float(le_fake.mean()),
-            "logit_video_real": float(lv_real.mean()), "logit_video_fake": float(lv_fake.mean()),
+            "logit_edit_real": float(le_real.detach().mean()), "logit_edit_fake": float(le_fake.detach().mean()),
+            "logit_video_real": float(lv_real.detach().mean()), "logit_video_fake": float(lv_fake.detach().mean()),
             "sign_edit_real": float((le_real > 0).float().mean()), "sign_video_fake": float((lv_fake > 0).float().mean()),
         }
         if r1:

@@ -1,0 +1,206 @@
+"""train_fdd.py on the tiny set: both phases, checkpoints, resume after a kill, ablations, bad manifests."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from eve.config import load_config
+from eve.data.toy import write_toy_dataset
+from eve.errors import EveError
+from eve.train import checkpoint
+from eve.train.loop import train
+from eve.train.real_samples import RealSampleCache, datapoint_key, fill_cache, teacher_fingerprint
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def toy(tiny_dir):
+    return write_toy_dataset(tiny_dir / "data", num_videos=2, num_frames=8, size=16)
+
+
+@pytest.fixture(scope="module")
+def shared_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("real_cache")
+
+
+def overrides(tiny_dir, manifest, out, cache, *extra):
+    return [
+        f"model.pretrained={tiny_dir / 'sd'}", f"model.controlnet={tiny_dir / 'controlnet'}",
+        f"model.motion_adapter={tiny_dir / 'motion_adapter'}", f"model.dino={tiny_dir / 'dino'}",
+        f"data.manifest={manifest}", f"run.out_dir={out}", f"fdd.cache_dir={cache}",
+        "run.steps=4", "run.batch_size=2", "run.micro_batch=1", "run.save_every=2", "run.sample_every=0",
+        "fdd.sds_only_steps=2", "fdd.real_steps=2", *extra,
+    ]
+
+
+def cfg_for(tiny_dir, manifest, out, cache, *extra):
+    return load_config(ROOT / "configs" / "tiny.yaml", overrides(tiny_dir, manifest, out, cache, *extra))
+
+
+def metrics(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_tiny_run_crosses_the_switch_and_only_the_lora_changes(tiny_dir, toy, shared_cache, tmp_path):
+    from eve.models import EveModel
+
+    cfg = cfg_for(tiny_dir, toy, tmp_path / "run", shared_cache, "run.sample_every=4")
+    last = train(cfg)
+    rows = metrics(tmp_path / "run")
+    assert [r["phase"] for r in rows] == ["sds", "sds", "adversarial", "adversarial"]
+    for key in ("sds_edit", "sds_video", "gnorm_sds_edit", "gnorm_sds_video", "step_time", "gnorm_student"):
+        assert all(key in r for r in rows)
+    for key in ("g_edit", "g_video", "d_edit", "d_video", "logit_edit_real", "logit_edit_fake", "logit_video_real",
+                "logit_video_fake", "r1"):
+        assert all(key in r for r in rows[2:]) and not any(key in r for r in rows[:2])
+    assert all(r["gnorm_student"] > 0 for r in rows), "the LoRA receives gradient every step"
+    assert (tmp_path / "run" / "samples" / "step_000004.png").is_file()
+    assert (tmp_path / "run" / "config.yaml").is_file()
+
+    # only LoRA tensors differ from the frozen weights on disk
+    base = EveModel.from_config(cfg.model).state_dict()
+    trained = EveModel.from_config(cfg.model)
+    from eve.models.lora import load_lora
+
+    load_lora(trained.unet, last)
+    for k, v in trained.state_dict().items():
+        if "lora_" in k:
+            continue
+        k0 = k.replace(".base_layer", "")
+        assert torch.equal(v, base[k0]), f"frozen weight {k} changed"
+    lora = load_file(str(last / "student_lora.safetensors"))
+    assert any(v.abs().max() > 0 for k, v in lora.items() if "lora_B" in k), "LoRA B moved away from zero"
+
+    # checkpoint contents
+    files = {p.name for p in last.iterdir()}
+    assert {"student_lora.safetensors", "discriminator.safetensors", "train_state.safetensors", "train_state.json",
+            "diffusers"} <= files
+    state = load_file(str(last / "train_state.safetensors"))
+    assert any(k.startswith("opt_g/") for k in state) and any(k.startswith("opt_d/") for k in state)
+    assert any(k.startswith("rng/") for k in state)
+    assert [p.name for p in checkpoint.checkpoints(tmp_path / "run")] == ["ckpt-000002", "ckpt-000004"]
+
+
+def test_edit_with_the_trained_checkpoint_alone(tiny_dir, toy, shared_cache, tmp_path):
+    from eve.data.video import read_video
+    from eve.editing.cli import main
+
+    last = train(cfg_for(tiny_dir, toy, tmp_path / "run", shared_cache, "run.steps=1", "fdd.use_adversarial=false"))
+    out = tmp_path / "edited.mp4"
+    video = tiny_dir / "data" / "clips" / "clip000.mp4"
+    code = main(["--checkpoint", str(last), "--video", str(video), "--instruction", "make the square blue",
+                 "--task", "local", "--output", str(out)])
+    assert code == 0 and read_video(out).frames.shape == read_video(video).frames.shape
+
+
+def test_killed_and_resumed_run_matches_an_uninterrupted_one(tiny_dir, toy, shared_cache, tmp_path):
+    extra = ("run.steps=6", "run.save_every=2", "fdd.sds_only_steps=3")
+    full = train(cfg_for(tiny_dir, toy, tmp_path / "full", shared_cache, *extra))
+
+    out = tmp_path / "killed"
+    args = [sys.executable, str(ROOT / "train_fdd.py"), "--config", str(ROOT / "configs" / "tiny.yaml"),
+            *overrides(tiny_dir, toy, out, shared_cache, *extra)]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 240
+    while not (out / "ckpt-000002" / "train_state.json").is_file():
+        assert proc.poll() is None and time.time() < deadline, "the run ended before its first checkpoint"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = [p.name for p in checkpoint.checkpoints(out)]
+    assert done and done[-1] != "ckpt-000006", "the kill landed after the run finished; nothing was tested"
+
+    resumed = train(cfg_for(tiny_dir, toy, out, shared_cache, *extra))
+    a, b = load_file(str(full / "student_lora.safetensors")), load_file(str(resumed / "student_lora.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-5, rtol=1e-4)
+    da, db = load_file(str(full / "discriminator.safetensors")), load_file(str(resumed / "discriminator.safetensors"))
+    for k in da:
+        torch.testing.assert_close(da[k], db[k], atol=1e-5, rtol=1e-4)
+    steps = [r["step"] for r in metrics(out)]
+    assert steps == sorted(set(steps)) == list(range(1, 7)), "metrics.jsonl has each step once after the resume"
+
+
+@pytest.mark.parametrize("ablation", [["fdd.use_sds=false"], ["fdd.use_adversarial=false"], ["fdd.timesteps=fixed"],
+                                      ["fdd.real_samples=online", "fdd.grad_checkpointing=true", "fdd.disc_frames=2",
+                                       "fdd.gen_loss=add_linear", "fdd.augment=false", "fdd.r1_gamma=0"]])
+def test_ablation_switches_run(tiny_dir, toy, shared_cache, tmp_path, ablation):
+    train(cfg_for(tiny_dir, toy, tmp_path / "run", shared_cache, "run.steps=3", *ablation))
+    rows = metrics(tmp_path / "run")
+    assert len(rows) == 3
+    if "fdd.use_sds=false" in ablation:
+        assert all(r["phase"] == "adversarial" and "sds_edit" not in r for r in rows)
+    if "fdd.use_adversarial=false" in ablation:
+        assert all(r["phase"] == "sds" for r in rows)
+    if "fdd.timesteps=fixed" in ablation:
+        assert all(r["t_student"] == [999, 666, 332] for r in rows)
+    else:
+        assert all(r["t_student"][0] == 999 for r in rows)
+
+
+def bad_manifest(tmp_path, toy, case):
+    df = pd.read_csv(toy, keep_default_na=False)
+    df["video"] = [str((Path(toy).parent / v).resolve()) for v in df["video"]]
+    if case == "missing column":
+        df = df.drop(columns=["instruction"])
+    elif case == "missing file":
+        df.loc[3, "video"] = str(tmp_path / "gone.mp4")
+    elif case == "unknown task":
+        df.loc[5, "task"] = "sculpt"
+    elif case == "empty instruction":
+        df.loc[1, "instruction"] = ""
+    path = tmp_path / "bad.csv"
+    df.to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize("case,message", [("missing column", "lacks column(s) instruction"),
+                                          ("missing file", "row 3, column 'video': file not found"),
+                                          ("unknown task", "row 5, column 'task' has unknown task 'sculpt'"),
+                                          ("empty instruction", "row 1, column 'instruction' is empty")])
+def test_bad_manifest_fails_before_training(tiny_dir, toy, shared_cache, tmp_path, case, message, capsys):
+    from eve.train.cli import main
+
+    path = bad_manifest(tmp_path, toy, case)
+    t0 = time.perf_counter()
+    code = main(["--config", str(ROOT / "configs" / "tiny.yaml"), *overrides(tiny_dir, path, tmp_path / "run", shared_cache)])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err, err
+    assert not (tmp_path / "run").exists(), "nothing written before the manifest was validated"
+    assert time.perf_counter() - t0 < 10
+
+
+def test_cache_is_keyed_by_teacher_identity(tiny_dir, toy, tmp_path):
+    cfg = cfg_for(tiny_dir, toy, tmp_path / "run", tmp_path / "cache")
+    small = replace(cfg, data=replace(cfg.data, manifest=str(_first_rows(toy, tmp_path, 1))))
+    assert fill_cache(small, progress=False) == 1
+    assert fill_cache(small, progress=False) == 0, "a second pass reuses the cache"
+    fp = teacher_fingerprint(small)
+    assert teacher_fingerprint(replace(small, fdd=replace(small.fdd, edit_guidance=3.0))) != fp
+    assert teacher_fingerprint(replace(small, fdd=replace(small.fdd, real_steps=5))) != fp
+    cn = Path(small.model.controlnet) / "config.json"
+    os.utime(cn, ns=(cn.stat().st_atime_ns, cn.stat().st_mtime_ns + 10**9))  # a changed edit adapter
+    assert teacher_fingerprint(small) != fp
+    row = pd.read_csv(small.data.manifest, keep_default_na=False).iloc[0].to_dict() | {"start": 0}
+    hit = RealSampleCache(tmp_path / "cache").get(datapoint_key(row, fp))
+    assert hit is not None and hit["edit"].shape == hit["video"].shape == (4, 3, 16, 16)
+
+
+def _first_rows(toy, tmp_path, n):
+    df = pd.read_csv(toy, keep_default_na=False).head(n)
+    df["video"] = [str((Path(toy).parent / v).resolve()) for v in df["video"]]
+    path = tmp_path / "small.csv"
+    df.to_csv(path, index=False)
+    return path
