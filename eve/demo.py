@@ -1,7 +1,7 @@
-"""The embedded default run: `python -m eve.demo [OUT_DIR]`.
+"""The embedded default run: `python -m eve.demo [OUT_DIR] [--tiny-dir runs/tiny]`.
 
-Writes the tiny random-weight model set and a generated 20-frame 3:2 clip, then runs the real `edit.py` entry
-point on them. Random weights edit nothing meaningful: this proves the whole path (loading, teacher first frame,
+Writes the tiny random-weight model set with its toy FDD dataset (runs/tiny, which configs/tiny.yaml names) and a
+generated 20-frame 3:2 clip, then runs the real `edit.py` entry point on them. Random weights edit nothing meaningful: this proves the whole path (loading, teacher first frame,
 student windows, video I/O) works on a fresh machine in seconds.
 """
 
@@ -28,9 +28,17 @@ def main(argv: list[str] | None = None) -> int:
     from eve.editing.cli import main as edit_main
     from eve.models.tiny import write_tiny
 
-    argv = sys.argv[1:] if argv is None else argv
-    out = Path(argv[0] if argv else "runs/demo")
-    cfg = write_tiny(out / "tiny")
+    import argparse
+
+    from eve.data.toy import write_toy_dataset
+
+    ap = argparse.ArgumentParser(prog="python -m eve.demo")
+    ap.add_argument("out_dir", nargs="?", default="runs/demo")
+    ap.add_argument("--tiny-dir", default="runs/tiny", help="where the tiny model set and toy dataset go")
+    args = ap.parse_args(argv)
+    out = Path(args.out_dir)
+    cfg = write_tiny(args.tiny_dir)
+    write_toy_dataset(Path(args.tiny_dir) / "data")
     clip = write_video(out / "input.mp4", sample_clip(), 12)
     return edit_main([
         "--config", str(cfg), "--video", str(clip), "--instruction", "make the square blue",

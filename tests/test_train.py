@@ -204,3 +204,18 @@ def _first_rows(toy, tmp_path, n):
     path = tmp_path / "small.csv"
     df.to_csv(path, index=False)
     return path
+
+
+def test_two_process_ddp_keeps_replicas_in_sync(tiny_dir, toy, shared_cache, tmp_path):
+    """Real torch.distributed data parallelism (gloo, 2 CPU processes) through both phases."""
+    out = tmp_path / "ddp"
+    env = dict(os.environ, ACCELERATE_USE_CPU="true", OMP_NUM_THREADS="1")
+    r = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(ROOT / "train_fdd.py"),
+         "--config", str(ROOT / "configs" / "tiny.yaml"),
+         *overrides(tiny_dir, toy, out, shared_cache, "run.steps=3", "run.save_every=3")],
+        capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "replicas in sync" in r.stderr and "on 2 processes" in r.stderr
+    assert [p.name for p in checkpoint.checkpoints(out)] == ["ckpt-000003"]
+    assert [row["phase"] for row in metrics(out)] == ["sds", "sds", "adversarial"]

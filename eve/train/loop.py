@@ -12,7 +12,7 @@ import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
-from dataclasses import replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -81,6 +81,38 @@ def adversarial_at(cfg, step: int) -> bool:
     return cfg.fdd.use_adversarial and (step >= cfg.fdd.sds_only_steps or not cfg.fdd.use_sds)
 
 
+@dataclass
+class Parts:
+    model: EveModel
+    lora: list
+    discs: tuple | None
+    head_params: list
+    gen: torch.Generator
+    generator_step: FddGenerator
+    critic_step: FddDiscriminator | None
+
+
+def build_parts(cfg, device, seed: int = 0) -> Parts:
+    """The frozen model with a fresh student LoRA (fp32), the discriminators, and both objective modules."""
+    model = EveModel.from_config(cfg.model).to(device)
+    model.add_lora(cfg.model.lora_rank, cfg.model.lora_alpha, cfg.model.lora_targets)
+    lora = lora_parameters(model.unet)
+    for p in lora:
+        p.data = p.data.float()  # trainable parameters in fp32 whatever the frozen dtype
+    logger.info("trainable LoRA parameters: %d", sum(p.numel() for p in lora))
+    gen = torch.Generator().manual_seed(seed)
+    discs = None
+    if cfg.fdd.use_adversarial:
+        features = DinoFeatures(load_timm(cfg.model.dino), cfg.disc.hooks).to(device)
+        d = cfg.disc
+        text_dim = model.text.encoder.config.hidden_size
+        discs = (EditDiscriminator(features, text_dim, d.channels, d.cmap_dim, d.heads).to(device),
+                 VideoDiscriminator(features, text_dim, d.channels, d.cmap_dim, d.heads, cfg.model.num_frames).to(device))
+    heads = list({id(p): p for m in (discs or ()) for p in m.parameters() if p.requires_grad}.values())
+    return Parts(model, lora, discs, heads, gen, FddGenerator(model, cfg.fdd, discs, gen),
+                 FddDiscriminator(*discs, cfg.fdd, gen) if discs else None)
+
+
 def train(cfg) -> Path:
     """Run (or resume) FDD; returns the last checkpoint folder."""
     from accelerate import Accelerator
@@ -102,25 +134,11 @@ def train(cfg) -> Path:
     torch.manual_seed(run.seed + rank)
 
     # Build models: one frozen EveModel (teachers are switches), LoRA, discriminators on one frozen DINO
-    model = EveModel.from_config(cfg.model).to(acc.device)
-    model.add_lora(cfg.model.lora_rank, cfg.model.lora_alpha, cfg.model.lora_targets)
-    lora = lora_parameters(model.unet)
-    for p in lora:
-        p.data = p.data.float()  # trainable parameters in fp32 whatever the frozen dtype
-    logger.info("trainable LoRA parameters: %d", sum(p.numel() for p in lora))
-    gen = torch.Generator().manual_seed(run.seed * 1000 + rank)
-    discs = None
-    if cfg.fdd.use_adversarial:
-        features = DinoFeatures(load_timm(cfg.model.dino), cfg.disc.hooks).to(acc.device)
-        d = cfg.disc
-        text_dim = model.text.encoder.config.hidden_size
-        discs = (EditDiscriminator(features, text_dim, d.channels, d.cmap_dim, d.heads).to(acc.device),
-                 VideoDiscriminator(features, text_dim, d.channels, d.cmap_dim, d.heads, cfg.model.num_frames).to(acc.device))
-    generator_step = FddGenerator(model, cfg.fdd, discs, gen)
-    critic_step = FddDiscriminator(*discs, cfg.fdd, gen) if discs else None
+    parts = build_parts(cfg, acc.device, seed=run.seed * 1000 + rank)
+    model, discs, gen, lora = parts.model, parts.discs, parts.gen, parts.lora
+    generator_step, critic_step = parts.generator_step, parts.critic_step
     opt_g = torch.optim.AdamW(lora, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas), weight_decay=cfg.optim.weight_decay)
-    head_params = [p for m in (discs or ()) for p in m.parameters() if p.requires_grad]
-    head_params = list({id(p): p for p in head_params}.values())
+    head_params = parts.head_params
     opt_d = torch.optim.Adam(head_params, lr=cfg.optim.d_lr, betas=tuple(cfg.optim.d_betas)) if discs else None
     generator_step, opt_g = acc.prepare(generator_step, opt_g)
     if critic_step is not None:
@@ -162,13 +180,7 @@ def train(cfg) -> Path:
         return collate(items)
 
     def prepare(raw: dict, need_real: bool) -> Batch:
-        frames = raw["frames"].to(acc.device)
-        cap, ins = raw["caption"], raw["instruction"]
-        edit, video = _teacher_latents(cfg, model, rows, raw, frames, cache, fingerprint, gen, need_real)
-        return Batch(frames=frames, caption=model.encode_text(cap), instruction=model.encode_text(ins),
-                     caption_pooled=model.text.pooled(cap).float(), instruction_pooled=model.text.pooled(ins).float(),
-                     task=raw["task"].to(acc.device), f1=edit[:, 0], real_edit=edit if need_real else None,
-                     real_video=video)
+        return make_batch(cfg, model, rows, raw, cache, fingerprint, gen, need_real)
 
     # Train
     metrics_file = out / "metrics.jsonl"
@@ -217,6 +229,7 @@ def train(cfg) -> Path:
             save_sample_grid(out / "samples" / f"step_{step + 1:06d}.png", model, prepare(sample_raw, False),
                              cfg.fdd.k, run.seed)
         if (step + 1) % run.save_every == 0 or step + 1 == run.steps:
+            _check_replicas(acc, lora + head_params)
             acc.wait_for_everyone()
             if acc.is_main_process:
                 last = _save(cfg, out, step + 1, model, discs, opt_g, opt_d, gen, rank, cursor)
@@ -224,6 +237,17 @@ def train(cfg) -> Path:
     if pool:
         pool.shutdown()
     return last
+
+
+def make_batch(cfg, model, rows, raw: dict, cache, fingerprint: str, gen, need_real: bool) -> Batch:
+    """A collated micro-batch -> Batch: text embeddings, f1 and (when needed) the teachers' real samples."""
+    frames = raw["frames"].to(model.device)
+    cap, ins = raw["caption"], raw["instruction"]
+    edit, video = _teacher_latents(cfg, model, rows, raw, frames, cache, fingerprint, gen, need_real)
+    return Batch(frames=frames, caption=model.encode_text(cap), instruction=model.encode_text(ins),
+                 caption_pooled=model.text.pooled(cap).float(), instruction_pooled=model.text.pooled(ins).float(),
+                 task=raw["task"].to(model.device), f1=edit[:, 0], real_edit=edit if need_real else None,
+                 real_video=video)
 
 
 def _teacher_latents(cfg, model, rows, raw, frames, cache, fingerprint, gen, need_real):
@@ -266,6 +290,17 @@ def _save(cfg, out, step, model, discs, opt_g, opt_d, gen, rank, cursor) -> Path
     return checkpoint.save(out, step, write_lora=write_lora, disc_state=disc_state, optimizers=optimizers,
                            rng={f"gen{rank}": gen.get_state()}, state={"cursor": cursor.state()},
                            keep_last=cfg.run.keep_last)
+
+
+def _check_replicas(acc, params) -> None:
+    """Data-parallel replicas must hold identical trainable weights; compare a checksum across processes."""
+    if acc.num_processes == 1:
+        return
+    local = torch.stack([p.detach().float().sum() for p in params]).sum().reshape(1).to(acc.device)
+    every = acc.gather(local)
+    if not torch.allclose(every, every[0].expand_as(every), rtol=1e-5, atol=1e-6):
+        raise RuntimeError(f"data-parallel replicas diverged: trainable-weight checksums {every.tolist()}")
+    logger.info("replicas in sync (checksum %.6f on %d processes)", float(every[0]), acc.num_processes)
 
 
 def _requires_grad(discs, flag: bool) -> None:

@@ -9,6 +9,9 @@ import sys
 
 
 def setup_logging(log_file: str | os.PathLike | None = None, level: int = logging.INFO) -> None:
+    """INFO on the main process; other data-parallel ranks (RANK set by torchrun / accelerate) only warn."""
+    if int(os.environ.get("RANK", "0")) != 0:
+        level, log_file = max(level, logging.WARNING), None
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_file is not None:
         handlers.append(logging.FileHandler(log_file))
