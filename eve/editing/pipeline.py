@@ -27,6 +27,47 @@ from eve.tasks import task_id
 logger = logging.getLogger(__name__)
 
 
+def noise(shape: tuple, generator: torch.Generator, device) -> Tensor:
+    """Noise drawn on the CPU generator, then moved: results do not depend on the device."""
+    return torch.randn(shape, generator=generator).to(device)
+
+
+@torch.no_grad()
+def edit_first_frame(model: EveModel, src0: Tensor, base: Cond, *, steps: Tensor, text_scale: float,
+                     image_scale: float, generator: torch.Generator) -> Tensor:
+    """The edit teacher's edit of frame 0: src0 [B, 1, 3, H, W] -> latents [B, C, h, w]."""
+    B = src0.shape[0]
+    shape = (B, 1, model.latent_channels, src0.shape[-2] // model.codec.scale_factor,
+             src0.shape[-1] // model.codec.scale_factor)
+    cond = Cond(base.caption, base.instruction, src0, base.task)
+    den = model.denoiser(cond, Role.EDIT_TEACHER, text_scale=text_scale, image_scale=image_scale)
+    return sample(den, noise(shape, generator, model.device), steps, model.schedule)[:, 0]
+
+
+@torch.no_grad()
+def edit_windows(model: EveModel, src: Tensor, base: Cond, first: Tensor, *, steps: Tensor, overlap: int,
+                 role: Role = Role.STUDENT, text_scale: float = 1.0, image_scale: float = 1.0,
+                 generator: torch.Generator, progress=None) -> Tensor:
+    """Edit clips src [B, N, 3, H, W] given their edited first frames [B, C, h, w]: sliding windows of the video
+    adapter's frame count, each conditioned on the frames edited before it. Returns latents [B, N, C, h, w]."""
+    B, N = src.shape[:2]
+    shape = first.shape[1:]
+    edited = torch.zeros(B, N, *shape, device=model.device)
+    edited[:, 0] = first
+    for win in window_slices(N, model.num_frames, overlap) if N > 1 else []:
+        F = win.stop - win.start
+        mask = torch.zeros(F, dtype=torch.bool)
+        mask[: win.known] = True
+        known = Known(edited[:, win.start : win.stop].clone(), mask, noise((B, F, *shape), generator, model.device))
+        cond = Cond(base.caption, base.instruction, src[:, win.start : win.stop], base.task, known)
+        x = noise((B, F, *shape), generator, model.device)
+        out = sample(model.denoiser(cond, role, text_scale=text_scale, image_scale=image_scale), x, steps, model.schedule)
+        edited[:, win.new.start : win.new.stop] = out[:, win.known :]
+        if progress is not None:
+            progress.update()
+    return edited
+
+
 class Editor:
     """Edits videos [F, 3, H, W] in [-1, 1] with an EveModel (LoRA loaded or not) and an EditConfig."""
 
@@ -80,35 +121,17 @@ class Editor:
         N, _, H, W = frames.shape
         size = fit_size(H, W, m.resolution, m.size_multiple, cfg.max_long_side)
         src = resize(frames, size).unsqueeze(0).to(m.device)  # [1, N, 3, h, w]
-        lh, lw = size[0] // m.codec.scale_factor, size[1] // m.codec.scale_factor
-        shape = (m.latent_channels, lh, lw)
         text = m.encode_text([caption, instruction])
         base = Cond(caption=text[:1], instruction=text[1:], task=tasks)
-        windows = window_slices(N, m.num_frames, cfg.window_overlap) if N > 1 else []
-        edited = torch.zeros(1, N, *shape, device=m.device)
-        bar = tqdm(total=1 + len(windows), desc="edit", unit="window", disable=not self.progress)
-
+        num_windows = len(window_slices(N, m.num_frames, cfg.window_overlap)) if N > 1 else 0
+        bar = tqdm(total=1 + num_windows, desc="edit", unit="window", disable=not self.progress)
         # 1. Frame 0 by the edit teacher alone (paper: "we edit the first frame using the edit adapter").
-        cond = base.frames(slice(0, 1))
-        cond.source = src[:, :1]
-        x = torch.randn(1, 1, *shape, generator=gen).to(m.device)
-        den = m.denoiser(cond, Role.EDIT_TEACHER, text_scale=cfg.teacher_guidance, image_scale=cfg.teacher_image_guidance)
-        edited[:, :1] = sample(den, x, self._steps(cfg.teacher_steps), m.schedule)
+        first = edit_first_frame(m, src[:, :1], base, steps=self._steps(cfg.teacher_steps),
+                                 text_scale=cfg.teacher_guidance, image_scale=cfg.teacher_image_guidance, generator=gen)
         bar.update()
-
         # 2. The clip by the student, window by window, each conditioned on the frames edited before it.
-        for win in windows:
-            F = win.stop - win.start
-            mask = torch.zeros(F, dtype=torch.bool)
-            mask[: win.known] = True
-            noise = torch.randn(1, F, *shape, generator=gen).to(m.device)
-            known = Known(edited[:, win.start : win.stop].clone(), mask, noise)
-            cond = Cond(base.caption, base.instruction, src[:, win.start : win.stop], tasks, known)
-            x = torch.randn(1, F, *shape, generator=gen).to(m.device)
-            den = m.denoiser(cond, Role.STUDENT, text_scale=cfg.guidance, image_scale=cfg.image_guidance)
-            out = sample(den, x, self._steps(cfg.steps), m.schedule)
-            edited[:, win.new.start : win.new.stop] = out[:, win.known :]
-            bar.update()
+        edited = edit_windows(m, src, base, first, steps=self._steps(cfg.steps), overlap=cfg.window_overlap,
+                              text_scale=cfg.guidance, image_scale=cfg.image_guidance, generator=gen, progress=bar)
         bar.close()
         pixels = m.decode_video(edited)[0].cpu()
         return resize(pixels, (H, W)).clamp(-1, 1)

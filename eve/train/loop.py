@@ -268,7 +268,7 @@ def _teacher_latents(cfg, model, rows, raw, frames, cache, fingerprint, gen, nee
         if hit is None:
             e, v = teacher_samples(model, frames[j : j + 1], model.encode_text([raw["caption"][j]]),
                                    model.encode_text([raw["instruction"][j]]), raw["task"][j : j + 1],
-                                   generator=row_generator(cfg.run.seed, key), **kw)
+                                   generator=[row_generator(cfg.run.seed, key)], **kw)
             hit = {"edit": e[0].cpu(), "video": v[0].cpu()}
             cache.put(key, hit)
         edits.append(hit["edit"])

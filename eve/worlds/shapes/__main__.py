@@ -1,0 +1,28 @@
+"""python -m eve.worlds.shapes {train-teachers,data,eval} ... (see --help)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from eve.utils.logging import setup_logging
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m eve.worlds.shapes")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("train-teachers", help="train the backbone, edit adapter, video adapter and feature net")
+    t.add_argument("--out", default="data/shapes/teachers")
+    t.add_argument("--scale", type=float, default=1.0, help="multiply every stage's step count (smoke runs: 0.001)")
+    t.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    setup_logging()
+    if args.cmd == "train-teachers":
+        from eve.worlds.shapes.teachers import train_teachers
+
+        print(train_teachers(args.out, scale=args.scale, seed=args.seed))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
