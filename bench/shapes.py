@@ -51,7 +51,8 @@ def main(argv=None) -> int:
     ap.add_argument("--teachers", default=str(ROOT / "data" / "shapes" / "teachers"))
     ap.add_argument("--student", help="the FDD checkpoint (folder or LoRA file)")
     ap.add_argument("--ablation", action="append", default=[], metavar="NAME=CHECKPOINT")
-    ap.add_argument("--clips", type=int, default=100)
+    ap.add_argument("--clips", type=int, default=140, help="test clips (each with one task, 20 per task by default)")
+    ap.add_argument("--all-tasks", action="store_true", help="edit every clip with all seven tasks (7x the cost)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--k", type=int, default=3)
     ap.add_argument("--many", type=int, default=10)
@@ -68,7 +69,7 @@ def main(argv=None) -> int:
                    teacher_guidance=args.teacher_guidance or e.teacher_guidance,
                    teacher_image_guidance=e.teacher_image_guidance, video_guidance=cfg.fdd.video_guidance,
                    spacing=e.timestep_spacing, batch=args.batch)
-    items = test_items(args.clips)
+    items = test_items(args.clips, all_tasks=args.all_tasks)
     first_of_task = {t: next(it.clip for it in items if it.task == t) for t in TASKS}
     ev.keep = {(c, t) for t, c in first_of_task.items()}
     rows, t0 = [], time.perf_counter()
@@ -87,7 +88,8 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows).to_csv(out / "results.csv", index=False)
-    text = (f"### Shapes world: {args.clips} test clips x 7 tasks, seeds {args.seeds} (mean ± spread over seeds)\n\n"
+    per = "x 7 tasks" if args.all_tasks else f"({args.clips // 7} per task)"
+    text = (f"### Shapes world: {args.clips} test clips {per}, seeds {args.seeds} (mean ± spread over seeds)\n\n"
             + overall.to_markdown() + "\n\n### Combined score per task (mean over seeds)\n\n"
             + per_task.round(3).to_markdown() + "\n")
     (out / "tables.md").write_text(text)

@@ -10,7 +10,7 @@ import sys
 def main(argv: list[str] | None = None) -> int:
     from eve.config import PrepConfig, load_config
     from eve.data.prepare import prepare
-    from eve.errors import EveError
+    from eve.utils.cli import run_cli
     from eve.utils.logging import setup_logging
 
     ap = argparse.ArgumentParser(prog="python -m eve.data", description=__doc__.split("\n")[0])
@@ -18,14 +18,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. input=videos/ out=runs/data")
     args = ap.parse_args(argv)
     setup_logging()
-    try:
-        cfg = load_config(args.config, args.overrides, schema=PrepConfig)
-        path = prepare(cfg)
-    except EveError as e:
-        print(f"eve.data: error: {e}", file=sys.stderr)
-        return 2
-    print(path)
-    return 0
+    return run_cli("eve.data", lambda: print(prepare(load_config(args.config, args.overrides, schema=PrepConfig))),
+                   "interrupted; run the same command again to resume")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 
 from eve.errors import EveError
 
@@ -72,16 +71,9 @@ def run(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from eve.utils.cli import run_cli
     from eve.utils.logging import setup_logging
 
     args = parser().parse_args(argv)
     setup_logging()
-    try:
-        run(args)
-    except EveError as e:
-        print(f"edit.py: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("edit.py: interrupted; no output written", file=sys.stderr)
-        return 130
-    return 0
+    return run_cli("edit.py", lambda: run(args), "interrupted; no output written")

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
-
-from eve.errors import EveError
 
 logger = logging.getLogger("eve.train")
 
@@ -14,6 +11,7 @@ logger = logging.getLogger("eve.train")
 def main(argv: list[str] | None = None) -> int:
     from eve.config import load_config
     from eve.train.loop import train
+    from eve.utils.cli import run_cli
     from eve.utils.logging import setup_logging
 
     ap = argparse.ArgumentParser(prog="train_fdd.py", description="Factorized Diffusion Distillation of an EVE editor.",
@@ -22,14 +20,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("overrides", nargs="*", metavar="key=value")
     args = ap.parse_args(argv)
     setup_logging()
-    try:
-        cfg = load_config(args.config, args.overrides)
-        last = train(cfg)
-    except EveError as e:
-        print(f"train_fdd.py: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("train_fdd.py: interrupted; resume with the same command", file=sys.stderr)
-        return 130
-    logger.info("done; last checkpoint: %s", last)
-    return 0
+
+    def body() -> None:
+        last = train(load_config(args.config, args.overrides))
+        logger.info("done; last checkpoint: %s", last)
+
+    return run_cli("train_fdd.py", body, "interrupted; resume with the same command")

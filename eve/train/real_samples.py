@@ -167,6 +167,7 @@ def cache_dir(cfg) -> Path:
 def main(argv: list[str] | None = None) -> int:
     from eve.config import load_config
     from eve.errors import EveError
+    from eve.utils.cli import run_cli
     from eve.utils.logging import setup_logging
 
     ap = argparse.ArgumentParser(prog="python -m eve.train.real_samples",
@@ -175,16 +176,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("overrides", nargs="*", metavar="key=value")
     args = ap.parse_args(argv)
     setup_logging()
-    try:
+
+    def body() -> None:
         cfg = load_config(args.config, args.overrides)
         if not cfg.data.manifest:
             raise EveError("data.manifest is not set")
-        n = fill_cache(cfg)
-    except EveError as e:
-        print(f"real_samples: error: {e}", file=sys.stderr)
-        return 2
-    logger.info("computed %d new entries in %s", n, cache_dir(cfg))
-    return 0
+        logger.info("computed %d new entries in %s", fill_cache(cfg), cache_dir(cfg))
+
+    return run_cli("real_samples", body)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""python -m eve.worlds.shapes {train-teachers,data,eval} ... (see --help)."""
+"""python -m eve.worlds.shapes {train-teachers,data} ... (see --help); the benchmark is bench/shapes.py."""
 
 from __future__ import annotations
 
@@ -15,9 +15,17 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--out", default="data/shapes/teachers")
     t.add_argument("--scale", type=float, default=1.0, help="multiply every stage's step count (smoke runs: 0.001)")
     t.add_argument("--seed", type=int, default=0)
+    d = sub.add_parser("data", help="write the FDD dataset (source clips + 7 instructions each, no edited video)")
+    d.add_argument("--out", default="data/shapes/fdd")
+    d.add_argument("--clips", type=int, default=100)
+    d.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     setup_logging()
-    if args.cmd == "train-teachers":
+    if args.cmd == "data":
+        from eve.worlds.shapes.data import write_fdd_dataset
+
+        print(write_fdd_dataset(args.out, num_clips=args.clips, seed=args.seed))
+    elif args.cmd == "train-teachers":
         from eve.worlds.shapes.teachers import train_teachers
 
         print(train_teachers(args.out, scale=args.scale, seed=args.seed))

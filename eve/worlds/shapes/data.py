@@ -43,20 +43,20 @@ class Item:
         return (self.target.objects[1].colour, self.target.objects[1].shape) if self.task == "add" else None
 
 
-def items(seed: int, num_clips: int, num_frames: int = 8) -> list[Item]:
-    """num_clips source clips x 7 tasks."""
+def items(seed: int, num_clips: int, num_frames: int = 8, all_tasks: bool = True) -> list[Item]:
+    """num_clips source clips, each with all 7 tasks, or (all_tasks=False) with task number clip % 7."""
     rng = random.Random(seed)
     out = []
     for c in range(num_clips):
         src = W.source_scene(rng)
-        for task in TASKS:
+        for task in TASKS if all_tasks else [TASKS[c % len(TASKS)]]:
             instruction, tgt = W.edit(src, task, rng, num_frames)
             out.append(Item(c, task, src, tgt, instruction, W.caption(tgt), W.caption(src)))
     return out
 
 
-def test_items(num_clips: int = 100, num_frames: int = 8) -> list[Item]:
-    return items(TEST_SEED, num_clips, num_frames)
+def test_items(num_clips: int = 140, num_frames: int = 8, all_tasks: bool = False) -> list[Item]:
+    return items(TEST_SEED, num_clips, num_frames, all_tasks)
 
 
 def write_frames(folder: Path, video: torch.Tensor) -> Path:

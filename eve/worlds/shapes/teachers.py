@@ -119,6 +119,18 @@ def _v_loss(pred: torch.Tensor, x0: torch.Tensor, eps: torch.Tensor, t: torch.Te
     return F.mse_loss(pred, s.output_from(x0, eps, t))
 
 
+def optimise(opt: torch.optim.Optimizer, loss: torch.Tensor, params: list, ema: "EMA", module: nn.Module,
+             step: int, peak_lr: float, warmup: int = 200) -> None:
+    """Linear warm-up to peak_lr, backward, clip at 1, step, EMA update."""
+    for g in opt.param_groups:
+        g["lr"] = peak_lr * min(1.0, (step + 1) / warmup)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+    ema.update(module)
+
+
 class Stage:
     """Folder, progress bar, metrics.jsonl and atomic save of one training stage."""
 
@@ -133,11 +145,14 @@ class Stage:
     def done(self) -> bool:
         return self.final.exists()
 
-    def start(self) -> None:
+    def begin(self, seed: int) -> random.Random:
+        """Fresh temporary folder and log; seeds torch; returns the stage's data generator."""
         shutil.rmtree(self.tmp, ignore_errors=True)
         self.tmp.mkdir(parents=True)
         self.log.parent.mkdir(parents=True, exist_ok=True)
         self.log.write_text("")
+        torch.manual_seed(seed)
+        return random.Random(seed)
 
     def record(self, step: int, **values) -> None:
         with open(self.log, "a") as f:
@@ -153,33 +168,25 @@ def train_backbone(root: Path, steps: int, batch: int, seed: int) -> None:
     st = Stage(root, "sd", steps)
     if st.done:
         return
-    st.start()
-    torch.manual_seed(seed)
-    rng = random.Random(seed)
+    rng = st.begin(seed)
     tok = word_tokenizer(W.VOCABULARY)
     te, net = text_encoder(len(tok)), unet()
     params = list(te.parameters()) + list(net.parameters())
     opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=0.0)
-    ema_u, ema_t = EMA(net), EMA(te)
     s = schedule()
+    both = nn.ModuleList([net, te])
+    ema = EMA(both)
     for step in tqdm(range(steps), desc="backbone", mininterval=5):
-        lr = 1e-3 * min(1.0, (step + 1) / 200)
-        for g in opt.param_groups:
-            g["lr"] = lr
         scenes = [W.backbone_scene(rng) for _ in range(batch)]
         x0 = torch.stack([W.render(sc, rng.randrange(16)) for sc in scenes])
         h = encode(tok, te, _drop([W.caption(sc) for sc in scenes], 0.1, rng))
         t = torch.randint(0, 1000, (batch,))
         eps = torch.randn_like(x0)
         loss = _v_loss(net(s.add_noise(x0, eps, t), t, h).sample, x0, eps, t, s)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        ema_u.update(net), ema_t.update(te)
+        optimise(opt, loss, params, ema, both, step, 1e-3)
         if step % 50 == 0 or step + 1 == steps:
-            st.record(step, loss=float(loss))
-    ema_u.copy_to(net), ema_t.copy_to(te)
+            st.record(step, loss=float(loss.detach()))
+    ema.copy_to(both)
     net.save_pretrained(st.tmp / "unet")
     te.save_pretrained(st.tmp / "text_encoder")
     tok.save_pretrained(st.tmp / "tokenizer")
@@ -205,9 +212,7 @@ def train_controlnet(root: Path, steps: int, batch: int, seed: int) -> None:
     st = Stage(root, "controlnet", steps)
     if st.done:
         return
-    st.start()
-    torch.manual_seed(seed + 1)
-    rng = random.Random(seed + 1)
+    rng = st.begin(seed + 1)
     tok, te, net = load_backbone(root)
     cn = ControlNetModel(
         in_channels=3, block_out_channels=BLOCKS, layers_per_block=1, norm_num_groups=16, cross_attention_dim=TEXT_DIM,
@@ -219,8 +224,6 @@ def train_controlnet(root: Path, steps: int, batch: int, seed: int) -> None:
     ema = EMA(cn)
     s = schedule()
     for step in tqdm(range(steps), desc="controlnet", mininterval=5):
-        for g in opt.param_groups:
-            g["lr"] = 5e-4 * min(1.0, (step + 1) / 200)
         src_scenes = [W.source_scene(rng) for _ in range(batch)]
         tasks = [rng.randrange(len(TASKS)) for _ in range(batch)]
         pairs = [W.edit(sc, TASKS[k], rng) for sc, k in zip(src_scenes, tasks)]
@@ -240,13 +243,9 @@ def train_controlnet(root: Path, steps: int, batch: int, seed: int) -> None:
         pred = net(xt, t, cap, down_block_additional_residuals=[d * k4 for d in down],
                    mid_block_additional_residual=mid * k4).sample
         loss = _v_loss(pred, x0, eps, t, s)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(cn.parameters(), 1.0)
-        opt.step()
-        ema.update(cn)
+        optimise(opt, loss, list(cn.parameters()), ema, cn, step, 5e-4)
         if step % 50 == 0 or step + 1 == steps:
-            st.record(step, loss=float(loss))
+            st.record(step, loss=float(loss.detach()))
     ema.copy_to(cn)
     cn.save_pretrained(st.tmp)
     st.finish()
@@ -258,9 +257,7 @@ def train_motion(root: Path, steps: int, clips: int, seed: int) -> None:
     st = Stage(root, "motion_adapter", steps)
     if st.done:
         return
-    st.start()
-    torch.manual_seed(seed + 2)
-    rng = random.Random(seed + 2)
+    rng = st.begin(seed + 2)
     tok, te, net = load_backbone(root)
     adapter = MotionAdapter(block_out_channels=BLOCKS, motion_layers_per_block=1, motion_norm_num_groups=16,
                             motion_num_attention_heads=4, motion_max_seq_length=32, use_motion_mid_block=True)
@@ -276,8 +273,6 @@ def train_motion(root: Path, steps: int, clips: int, seed: int) -> None:
     ema = EMA(video_unet)
     s = schedule()
     for step in tqdm(range(steps), desc="motion", mininterval=5):
-        for g in opt.param_groups:
-            g["lr"] = 5e-4 * min(1.0, (step + 1) / 200)
         scenes = [W.backbone_scene(rng) for _ in range(clips)]
         x0 = torch.stack([W.render_video(sc, NUM_FRAMES) for sc in scenes])  # [B, F, 3, H, W]
         with torch.no_grad():
@@ -287,13 +282,9 @@ def train_motion(root: Path, steps: int, clips: int, seed: int) -> None:
         xt = s.add_noise(x0, eps, t)
         pred = video_unet(xt.permute(0, 2, 1, 3, 4), t, cap).sample.permute(0, 2, 1, 3, 4)
         loss = _v_loss(pred, x0, eps, t, s)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        ema.update(video_unet)
+        optimise(opt, loss, params, ema, video_unet, step, 5e-4)
         if step % 50 == 0 or step + 1 == steps:
-            st.record(step, loss=float(loss))
+            st.record(step, loss=float(loss.detach()))
     ema.copy_to(video_unet)
     video_unet.save_motion_modules(str(st.tmp))
     st.finish()
@@ -318,9 +309,7 @@ def train_features(root: Path, steps: int, batch: int, seed: int) -> None:
     st = Stage(root, "dino", steps)
     if st.done:
         return
-    st.start()
-    torch.manual_seed(seed + 3)
-    rng = random.Random(seed + 3)
+    rng = st.begin(seed + 3)
     args = dict(img_size=W.SIZE, patch_size=4, embed_dim=64, depth=4, num_heads=4, num_classes=0)
     vit = timm.create_model("vit_small_patch14_dinov2", pretrained=False, **args)
     head = nn.Linear(64, 14)
@@ -338,7 +327,7 @@ def train_features(root: Path, steps: int, batch: int, seed: int) -> None:
         loss.backward()
         opt.step()
         if step % 50 == 0 or step + 1 == steps:
-            st.record(step, loss=float(loss))
+            st.record(step, loss=float(loss.detach()))
     timm.models.save_for_hf(vit, str(st.tmp), model_args=args, safe_serialization=True)
     st.finish()
 
