@@ -1,8 +1,11 @@
 """The embedded default run: `python -m eve.demo [OUT_DIR] [--tiny-dir runs/tiny]`.
 
-Writes the tiny random-weight model set with its toy FDD dataset (runs/tiny, which configs/tiny.yaml names) and a
-generated 20-frame 3:2 clip, then runs the real `edit.py` entry point on them. Random weights edit nothing meaningful: this proves the whole path (loading, teacher first frame,
-student windows, video I/O) works on a fresh machine in seconds.
+1. Writes the tiny random-weight model set with its toy FDD dataset (runs/tiny, which configs/tiny.yaml names).
+2. Renders a held-out 24-frame shapes-world clip and edits it with the real `edit.py`, using the committed shapes
+   teachers (data/shapes/teachers) and, when present, the committed FDD student (data/shapes/student): frame 0 by
+   the edit teacher, the rest by the student over sliding windows. Writes OUT_DIR/input/ (PNG frames: lossless,
+   H.264's chroma subsampling would smear 16x16 colours), OUT_DIR/edited.gif and OUT_DIR/side_by_side.gif
+   (input | ground truth | edit, 8x).
 """
 
 from __future__ import annotations
@@ -11,6 +14,10 @@ import sys
 from pathlib import Path
 
 import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+TEACHERS = ROOT / "data" / "shapes" / "teachers"
+STUDENT = ROOT / "data" / "shapes" / "student"
 
 
 def sample_clip(num_frames: int = 20, height: int = 32, width: int = 48) -> torch.Tensor:
@@ -24,26 +31,43 @@ def sample_clip(num_frames: int = 20, height: int = 32, width: int = 48) -> torc
 
 
 def main(argv: list[str] | None = None) -> int:
-    from eve.data.video import write_video
-    from eve.editing.cli import main as edit_main
-    from eve.models.tiny import write_tiny
-
     import argparse
 
     from eve.data.toy import write_toy_dataset
+    from eve.data.video import read_video, write_video
+    from eve.editing.cli import main as edit_main
+    from eve.models.tiny import write_tiny
 
     ap = argparse.ArgumentParser(prog="python -m eve.demo")
     ap.add_argument("out_dir", nargs="?", default="runs/demo")
     ap.add_argument("--tiny-dir", default="runs/tiny", help="where the tiny model set and toy dataset go")
     args = ap.parse_args(argv)
     out = Path(args.out_dir)
-    cfg = write_tiny(args.tiny_dir)
+    tiny_cfg = write_tiny(args.tiny_dir)
     write_toy_dataset(Path(args.tiny_dir) / "data")
-    clip = write_video(out / "input.mp4", sample_clip(), 12)
-    return edit_main([
-        "--config", str(cfg), "--video", str(clip), "--instruction", "make the square blue",
-        "--caption", "a blue square on a dark background", "--task", "texture", "--output", str(out / "edited.mp4"),
-    ])
+    if not (TEACHERS / "eve.yaml").is_file():  # a checkout without the shapes teachers: the tiny set
+        clip = write_video(out / "input.mp4", sample_clip(), 12)
+        return edit_main(["--config", str(tiny_cfg), "--video", str(clip), "--instruction", "make the square blue",
+                          "--caption", "a blue square on a dark background", "--task", "texture",
+                          "--output", str(out / "edited.mp4")])
+
+    from eve.worlds.shapes import world as W
+    from eve.worlds.shapes.data import test_items, write_frames
+
+    item = next(it for it in test_items(14, num_frames=24) if it.task == "local")
+    clip = write_frames(out / "input", W.render_video(item.source, 24))
+    argv_edit = ["--config", str(TEACHERS / "eve.yaml"), "--video", str(clip), "--instruction", item.instruction,
+                 "--caption", item.caption, "--task", item.task, "--output", str(out / "edited.gif")]
+    if (STUDENT / "student_lora.safetensors").is_file():
+        argv_edit += ["--checkpoint", str(STUDENT)]
+    code = edit_main(argv_edit)
+    if code == 0:
+        edited = read_video(out / "edited.gif").frames
+        strip = torch.cat([W.render_video(item.source, 24), W.render_video(item.target, 24), edited], dim=-1)
+        big = torch.nn.functional.interpolate(strip, scale_factor=8, mode="nearest")
+        write_video(out / "side_by_side.gif", big, 8)
+        print(f"{item.instruction!r}: {out / 'side_by_side.gif'} (input | ground truth | edit)")
+    return code
 
 
 if __name__ == "__main__":

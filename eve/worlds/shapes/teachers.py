@@ -345,11 +345,33 @@ model:
   lora_rank: 8
 edit:
   steps: 10
-  teacher_steps: 25
+  teacher_steps: 10
   teacher_guidance: 2.0
   teacher_image_guidance: 1.5
   timestep_spacing: trailing
+fdd:
+  edit_guidance: 2.0
+  edit_image_guidance: 1.5
+  video_guidance: 2.0
 """
+
+
+def store_half(root: Path) -> None:
+    """Store every trained tensor in float16 (half the size in git). The loaders upcast them to the configured
+    dtype (float32 by default): diffusers, transformers and timm all cast while loading."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    for f in root.rglob("*.safetensors"):
+        with safe_open(str(f), framework="pt") as fh:
+            meta = fh.metadata()
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+        if all(v.dtype != torch.float32 for v in tensors.values()):
+            continue
+        half = {k: v.half() if v.dtype == torch.float32 else v for k, v in tensors.items()}
+        tmp = f.with_name(f".{f.name}.tmp")
+        save_file(half, str(tmp), metadata=meta)
+        os.replace(tmp, f)
 
 
 def train_teachers(root: str | os.PathLike, *, scale: float = 1.0, seed: int = 0) -> Path:
@@ -361,5 +383,6 @@ def train_teachers(root: str | os.PathLike, *, scale: float = 1.0, seed: int = 0
     train_controlnet(root, n(2000), 32, seed)
     train_motion(root, n(1500), 6, seed)
     train_features(root, n(600), 64, seed)
+    store_half(root)
     (root / "eve.yaml").write_text(EVE_YAML)
     return root / "eve.yaml"
