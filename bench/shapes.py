@@ -27,8 +27,8 @@ from eve.models import EveModel  # noqa: E402
 from eve.tasks import TASKS  # noqa: E402
 from eve.train.samples import grid_image  # noqa: E402
 from eve.worlds.shapes import world as W  # noqa: E402
-from eve.worlds.shapes.data import test_items  # noqa: E402
-from eve.worlds.shapes.evaluate import Evaluator, Method, summarise  # noqa: E402
+from eve.worlds.shapes.data import held_out_items  # noqa: E402
+from eve.worlds.shapes.evaluate import Evaluator, Method, markdown, summarise  # noqa: E402
 
 
 def methods(args) -> list[Method]:
@@ -69,7 +69,7 @@ def main(argv=None) -> int:
                    teacher_guidance=args.teacher_guidance or e.teacher_guidance,
                    teacher_image_guidance=e.teacher_image_guidance, video_guidance=cfg.fdd.video_guidance,
                    spacing=e.timestep_spacing, batch=args.batch)
-    items = test_items(args.clips, all_tasks=args.all_tasks)
+    items = held_out_items(args.clips, all_tasks=args.all_tasks)
     first_of_task = {t: next(it.clip for it in items if it.task == t) for t in TASKS}
     ev.keep = {(c, t) for t, c in first_of_task.items()}
     rows, t0 = [], time.perf_counter()
@@ -90,8 +90,8 @@ def main(argv=None) -> int:
     pd.DataFrame(rows).to_csv(out / "results.csv", index=False)
     per = "x 7 tasks" if args.all_tasks else f"({args.clips // 7} per task)"
     text = (f"### Shapes world: {args.clips} test clips {per}, seeds {args.seeds} (mean ± spread over seeds)\n\n"
-            + overall.to_markdown() + "\n\n### Combined score per task (mean over seeds)\n\n"
-            + per_task.round(3).to_markdown() + "\n")
+            + markdown(overall) + "\n\n### Combined score per task (mean over seeds)\n\n"
+            + markdown(per_task) + "\n")
     (out / "tables.md").write_text(text)
     print(text)
     names = [m.name for m in methods(args)]

@@ -52,9 +52,9 @@ def main(argv: list[str] | None = None) -> int:
                           "--output", str(out / "edited.mp4")])
 
     from eve.worlds.shapes import world as W
-    from eve.worlds.shapes.data import test_items, write_frames
+    from eve.worlds.shapes.data import held_out_items, write_frames
 
-    item = next(it for it in test_items(14, num_frames=24) if it.task == "local")
+    item = next(it for it in held_out_items(14, num_frames=24) if it.task == "local")
     clip = write_frames(out / "input", W.render_video(item.source, 24))
     argv_edit = ["--config", str(TEACHERS / "eve.yaml"), "--video", str(clip), "--instruction", item.instruction,
                  "--caption", item.caption, "--task", item.task, "--output", str(out / "edited.gif")]

@@ -13,7 +13,7 @@ from eve.data.manifest import read_manifest
 from eve.data.video import read_video
 from eve.tasks import TASKS
 from eve.worlds.shapes import world as W
-from eve.worlds.shapes.data import items, test_items, write_fdd_dataset
+from eve.worlds.shapes.data import items, held_out_items, write_fdd_dataset
 from eve.worlds.shapes.evaluate import item_metrics
 from eve.worlds.shapes.parser import matches, parse
 
@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_edits_keep_the_motion_and_change_what_they_say():
     rng = random.Random(0)
+    overlaps = []
     for _ in range(30):
         src = W.source_scene(rng)
         for task in TASKS:
@@ -32,13 +33,14 @@ def test_edits_keep_the_motion_and_change_what_they_say():
                     assert tgt.objects[0].position(t) == src.objects[0].position(t), "same motion as the source"
             if task == "add":
                 assert len(tgt.objects) == 2 and tgt.objects[1].vx == tgt.objects[1].vy == 0
-                assert W.overlap_frames(tgt.objects[0], tgt.objects[1], 8) <= 2
+                overlaps.append(W.overlap_frames(tgt.objects[0], tgt.objects[1], 8))
             if task == "remove":
                 assert tgt.objects == () and torch.all(W.render(tgt, 3) == W.render(tgt, 0))
+    assert max(overlaps) <= 4 and sum(overlaps) / len(overlaps) < 1, "added objects are placed clear of the motion"
 
 
 def test_parser_reads_the_ground_truth():
-    for it in test_items(70, all_tasks=False):
+    for it in held_out_items(70, all_tasks=False):
         video = W.render_video(it.target, 8)
         assert all(matches(parse(video[t]), it.target, t, added=it.added) for t in range(8)), (it.task, it.caption)
 
@@ -75,7 +77,7 @@ def test_fdd_dataset_holds_only_source_clips(tmp_path):
 
 def test_test_set_is_disjoint_from_training_data():
     train = {W.caption(it.source) + str(it.source.objects[0].position(0)) for it in items(0, 100)}
-    test = {W.caption(it.source) + str(it.source.objects[0].position(0)) for it in test_items(140)}
+    test = {W.caption(it.source) + str(it.source.objects[0].position(0)) for it in held_out_items(140)}
     assert len(train & test) < 5, "scenes are continuous random draws; exact repeats are coincidences"
 
 

@@ -4,7 +4,7 @@ FDD data (`write_fdd_dataset`): source clips only, as lossless PNG frame folders
 with one instruction and output caption per task for each clip (as EVE's 1,600 clips x 7 instructions). No edited
 video is ever written here: FDD must learn without one.
 
-Test set (`test_items`): clips from a disjoint seed range, each with every task's instruction, output caption and
+Test set (`held_out_items`): clips from a disjoint seed range, each with every task's instruction, output caption and
 target scene, from which the ground-truth edited video (the same motion with the edit applied) is rendered.
 """
 
@@ -55,7 +55,7 @@ def items(seed: int, num_clips: int, num_frames: int = 8, all_tasks: bool = True
     return out
 
 
-def test_items(num_clips: int = 140, num_frames: int = 8, all_tasks: bool = False) -> list[Item]:
+def held_out_items(num_clips: int = 140, num_frames: int = 8, all_tasks: bool = False) -> list[Item]:
     return items(TEST_SEED, num_clips, num_frames, all_tasks)
 
 

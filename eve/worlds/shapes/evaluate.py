@@ -10,8 +10,8 @@ Metrics per item (all frames of the clip):
 * success: fraction of frames the parser reads as the target scene (style, background, object count, colours,
   stripes, positions within 2.5 px; for "add", a second object of the requested colour anywhere);
 * temporal: | mean frame-to-frame change of the edit - that of the ground truth | (lower is better);
-* structure: mean distance (px) between the edited clip's object track and the source's (not for "remove");
-  a frame where the object is not found counts 8 px;
+* structure: mean distance (px) between the object's track in the edited clip and in the source clip, both read by
+  the parser (not for "remove"); a frame where the object is not found counts 8 px;
 * combined = mean of success, clip((psnr - 10) / 20, 0, 1), exp(-temporal / 0.05), exp(-structure / 2), over the
   metrics an item has. Defined before any result was seen; see README.
 """
@@ -64,9 +64,9 @@ def item_metrics(video: Tensor, item: Item, source: Tensor, target: Tensor) -> d
     if item.task != "add":
         out["psnr"] = psnr(video, target)
     if item.task != "remove":
-        colour = item.target.objects[0].colour
-        found = track(video, colour)
-        dist = [MISSING_PX if c is None else math.dist(c, item.source.objects[0].centre(t)) for t, c in enumerate(found)]
+        found = track(video, item.target.objects[0].colour)
+        reference = track(source, item.source.objects[0].colour)
+        dist = [MISSING_PX if c is None or r is None else math.dist(c, r) for c, r in zip(found, reference)]
         out["structure"] = sum(dist) / F
     parts = [out["success"], math.exp(-out["temporal"] / 0.05)]
     if "psnr" in out:
@@ -166,3 +166,12 @@ def summarise(rows: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
         overall[c] = [f"{a:.3f} ± {b:.3f}" for a, b in zip(mean[c], spread[c])]
     per_task = df.pivot_table(index="method", columns="task", values="combined", aggfunc="mean", sort=False)
     return overall, per_task
+
+
+def markdown(df: pd.DataFrame) -> str:
+    """A DataFrame as a markdown table (index first), floats to 3 decimals."""
+    fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
+    head = [df.index.name or ""] + [str(c) for c in df.columns]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join([str(i)] + [fmt(v) for v in row]) + " |" for i, row in zip(df.index, df.values.tolist())]
+    return "\n".join(lines)
