@@ -18,11 +18,15 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_every_config_file_loads():
-    files = [f for f in sorted((ROOT / "configs").rglob("*.yaml")) if "accelerate" not in f.parts]
-    assert len(files) >= 3
+    from eve.config import PrepConfig
+
+    files = [f for f in sorted((ROOT / "configs").rglob("*.yaml")) if not {"accelerate", "data"} & set(f.parts)]
+    assert len(files) >= 4
     for f in files:
         cfg = load_config(f)
         assert isinstance(cfg, EveConfig)
+    for f in sorted((ROOT / "configs" / "data").glob("*.yaml")):
+        assert isinstance(load_config(f, schema=PrepConfig), PrepConfig)
     import yaml
 
     for f in sorted((ROOT / "configs" / "accelerate").glob("*.yaml")):
