@@ -57,11 +57,13 @@ class Stage:
                 f.write(json.dumps({"id": i, "rows": rows}, default=str) + "\n")
         records = inputs.to_dict("records")
         todo = [r for r in records if item_id(r) not in done]
-        with open(self.journal, "a") as f, tqdm(total=len(records), initial=len(records) - len(todo), desc=self.name) as bar:
-            def one(r):
-                return item_id(r), work(r)
+        def one(r):
+            return item_id(r), work(r)
 
-            results = ThreadPoolExecutor(workers).map(one, todo) if workers > 1 else map(one, todo)
+        with (open(self.journal, "a") as f,
+              tqdm(total=len(records), initial=len(records) - len(todo), desc=self.name) as bar,
+              ThreadPoolExecutor(max(1, workers)) as pool):  # shut down with the stage, not left to the interpreter
+            results = pool.map(one, todo) if workers > 1 else map(one, todo)
             for i, rows in results:
                 done[i] = rows
                 f.write(json.dumps({"id": i, "rows": rows}, default=str) + "\n")
