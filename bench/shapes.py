@@ -1,11 +1,17 @@
 """The shapes-world benchmark: every method against the ground truth, per task and overall, over several seeds.
 
     python bench/shapes.py --student runs/shapes-fdd/ckpt-000400 [--ablation "w/o SDS=runs/...ckpt"] \
-        [--teachers data/shapes/teachers] [--clips 100] [--seeds 0 1] [--k 3] [--many 10] [--long-clips 20]
+        [--teachers data/shapes/teachers] [--clips 100] [--seeds 0 1] [--k 3] [--many 10] [--long-clips 20] \
+        [--reuse bench/out/shapes/results.csv]
 
 Prints markdown tables (overall: mean ± spread over seeds; per task: combined score) and writes, under --out,
 results.csv (every item), tables.md, one grid video per task (input | ground truth | each method, frames in time)
 and grid_<task>.png (rows = those clips, columns = frames). Metric definitions: eve/worlds/shapes/evaluate.py.
+
+--reuse takes a method's rows from an earlier results.csv instead of running it again, when that file holds the
+same method with the same weights and teachers folder for every (seed, clip, task) asked for: adding a row to the
+table then costs that row alone. The grids show only the methods run this time. Retrained teachers in the same
+folder are not detected: do not reuse across them.
 """
 
 from __future__ import annotations
@@ -46,6 +52,17 @@ def methods(args) -> list[Method]:
     return out
 
 
+def reused(prev: pd.DataFrame | None, m: Method, teachers: str, seed: int, items) -> list[dict] | None:
+    """The earlier rows of method m for this seed, if they cover exactly these items with the same weights."""
+    if prev is None:
+        return None
+    hit = prev[(prev["method"] == m.name) & (prev["weights"] == (m.lora or "")) & (prev["teachers"] == teachers)
+               & (prev["seed"] == seed)]
+    if sorted(zip(hit["clip"], hit["task"])) != sorted((it.clip, it.task) for it in items):
+        return None
+    return hit.to_dict("records")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--teachers", default=str(ROOT / "data" / "shapes" / "teachers"))
@@ -60,7 +77,17 @@ def main(argv=None) -> int:
     ap.add_argument("--long-clips", type=int, default=20, help="clips edited at 24 frames through the windows (0: none)")
     ap.add_argument("--batch", type=int, default=100)
     ap.add_argument("--out", default=str(ROOT / "bench" / "out" / "shapes"))
+    ap.add_argument("--reuse", metavar="RESULTS_CSV", help="take methods already scored there instead of running them")
     args = ap.parse_args(argv)
+    prev = None
+    if args.reuse:
+        if not Path(args.reuse).is_file():
+            ap.error(f"--reuse: {args.reuse} is not a file")
+        prev = pd.read_csv(args.reuse)
+        if not {"method", "weights", "teachers", "seed", "clip", "task"} <= set(prev.columns):
+            ap.error(f"--reuse: {args.reuse} is not a results.csv of this benchmark (it lacks the weights/teachers columns)")
+        prev[["weights", "teachers"]] = prev[["weights", "teachers"]].fillna("")
+    teachers = str(Path(args.teachers).resolve())
     torch.manual_seed(0)
     cfg = load_config(Path(args.teachers) / "eve.yaml")
     model = EveModel.from_config(cfg.model)
@@ -74,16 +101,22 @@ def main(argv=None) -> int:
     ev.keep = {(c, t) for t, c in first_of_task.items()}
     rows, t0 = [], time.perf_counter()
     for seed in args.seeds:
-        f1 = ev.first_frames(items, seed)
-        for m in methods(args):
-            rows += ev.run(m, items, f1, seed)
-            print(f"seed {seed}: {m.name} done ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
+        f1 = None
+        long_items = [it for it in items if it.clip < args.long_clips]
+        todo = [(m, items) for m in methods(args)]
         if args.long_clips:
-            long_items = [it for it in items if it.clip < args.long_clips]
-            f1_long = f1[: len(long_items)]
             for name, lora in [("plug-and-play", None)] + ([("FDD student", args.student)] if args.student else []):
-                m = Method(f"{name}, 24-frame clip, windows ({args.k} steps)", "clip", args.k, lora, frames=24)
-                rows += ev.run(m, long_items, f1_long, seed)
+                todo.append((Method(f"{name}, 24-frame clip, windows ({args.k} steps)", "clip", args.k, lora, frames=24),
+                             long_items))
+        for m, its in todo:
+            earlier = reused(prev, m, teachers, seed, its)
+            if earlier is not None:
+                rows += earlier
+                print(f"seed {seed}: {m.name} reused from {args.reuse}", file=sys.stderr)
+                continue
+            f1 = ev.first_frames(items, seed) if f1 is None else f1
+            rows += [r | {"weights": m.lora or "", "teachers": teachers} for r in ev.run(m, its, f1[: len(its)], seed)]
+            print(f"seed {seed}: {m.name} done ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
     overall, per_task = summarise(rows)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -85,9 +85,12 @@ class FddConfig:
     alpha: float = 0.5  # weight of the edit terms (paper)
     beta: float = 0.5  # weight of the video terms (paper)
     lam: float = 2.5  # λ, SDS weight against the adversarial terms (paper, from ADD)
+    adv_weight: float = 1.0  # extra factor on the generator's hinge terms (paper: 1; λ's scale depends on the SDS
+    # reduction, which the paper does not state (OQ-7): this sets the balance without touching the SDS-only phase)
     use_sds: bool = True  # False: the "w/o SDS" ablation
     use_adversarial: bool = True  # False: the "w/o discriminators" ablation
     sds_only_steps: int = 1000  # iterations before the adversarial terms start (paper: 1000 of 1500)
+    disc_warmup_steps: int = 0  # D trains alone for this many of the last SDS-only iterations (OQ-10; paper: 0)
     sds_weighting: Literal["sds", "uniform", "add_exponential"] = "sds"  # c(t) (OQ-4)
     sds_t_min: float = 0.02  # SDS timestep range as fractions of T (OQ-5)
     sds_t_max: float = 0.98

@@ -116,3 +116,14 @@ def test_shapes_bench_runs(smoke_teachers, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     assert "| edit teacher, per frame (2 steps)" in r.stdout and "24-frame clip" in r.stdout
     assert (tmp_path / "grid_add.gif").is_file() and (tmp_path / "results.csv").is_file()
+
+    # a second run reusing every row computes nothing and prints the same tables
+    again = subprocess.run([*r.args[:-2], "--out", str(tmp_path / "again"), "--reuse", str(tmp_path / "results.csv")],
+                           capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert " done (" not in again.stderr and again.stderr.count("reused from") == 5, again.stderr[-2000:]
+    assert again.stdout == r.stdout
+    # a different seed is not in the file: it runs
+    other = subprocess.run([*r.args[:-2], "--seeds", "1", "--long-clips", "0", "--out", str(tmp_path / "other"),
+                            "--reuse", str(tmp_path / "results.csv")], capture_output=True, text=True, timeout=600)
+    assert other.returncode == 0 and "reused from" not in other.stderr, other.stderr[-2000:]

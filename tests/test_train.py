@@ -17,6 +17,7 @@ from safetensors.torch import load_file
 from eve.config import load_config
 from eve.data.toy import write_toy_dataset
 from eve.errors import EveError
+from eve.models.lora import EVE_LORA_NAME
 from eve.train import checkpoint
 from eve.train.loop import train
 from eve.train.real_samples import RealSampleCache, datapoint_key, fill_cache, teacher_fingerprint
@@ -148,6 +149,36 @@ def test_ablation_switches_run(tiny_dir, toy, shared_cache, tmp_path, ablation):
         assert all(r["t_student"] == [999, 666, 332] for r in rows)
     else:
         assert all(r["t_student"][0] == 999 for r in rows)
+
+
+def test_discriminator_warmup_trains_only_the_heads(tiny_dir, toy, shared_cache, tmp_path):
+    """fdd.disc_warmup_steps: D trains alone before the hinge terms reach the student, whose update is unchanged."""
+    short = ("run.steps=2", "fdd.sds_only_steps=2")
+    warm = train(cfg_for(tiny_dir, toy, tmp_path / "warm", shared_cache, *short, "fdd.disc_warmup_steps=1"))
+    cold = train(cfg_for(tiny_dir, toy, tmp_path / "cold", shared_cache, *short))
+    rows = metrics(tmp_path / "warm")
+    assert [r["phase"] for r in rows] == ["sds", "disc_warmup"]
+    assert "d_edit" in rows[1] and "g_edit" not in rows[1] and "d_edit" not in rows[0]
+    lora_w, lora_c = (load_file(str(c / EVE_LORA_NAME)) for c in (warm, cold))
+    for k in lora_c:
+        torch.testing.assert_close(lora_w[k], lora_c[k], atol=0, rtol=0)
+    d_w, d_c = (load_file(str(c / "discriminator.safetensors")) for c in (warm, cold))
+    assert any(not torch.equal(d_w[k], d_c[k]) for k in d_c), "the warm-up step trained the heads"
+
+
+def test_warmup_longer_than_the_sds_phase_is_refused(tiny_dir, toy, shared_cache, tmp_path):
+    with pytest.raises(EveError, match="fdd.disc_warmup_steps must be in"):
+        train(cfg_for(tiny_dir, toy, tmp_path / "run", shared_cache, "fdd.disc_warmup_steps=3"))
+
+
+def test_discriminator_probe_prints_its_table(tiny_dir, toy, shared_cache, tmp_path):
+    args = overrides(tiny_dir, toy, tmp_path / "run", shared_cache, "run.micro_batch=2")
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "disc_probe.py"), "--config", str(ROOT / "configs" / "tiny.yaml"),
+                        "--batches", "2", "--held-out", "1", "--epochs", "2", *args],
+                       capture_output=True, text=True, timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    table = [line for line in r.stdout.splitlines() if line.startswith("| ")]
+    assert table[0].startswith("| epoch |") and [line.split("|")[1].strip() for line in table[1:]] == ["0", "1", "2"]
 
 
 def bad_manifest(tmp_path, toy, case):

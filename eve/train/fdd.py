@@ -8,7 +8,7 @@ One generator forward (FddGenerator) is, for a micro-batch of clips:
    instruction[, task]), the video teacher on the clip conditioned on f1 (the edit teacher's edit of frame 0);
 3. after the SDS-only phase, hinge generator losses from D_e (input frame, instruction, output frame) and D_v
    (clip, caption), on decoded frames;
-4. L_G = alpha (L_G-edit + lam L_SDS-edit) + beta (L_G-video + lam L_SDS-video).
+4. L_G = alpha (w L_G-edit + lam L_SDS-edit) + beta (w L_G-video + lam L_SDS-video), w = fdd.adv_weight (paper: 1).
 
 FddDiscriminator is the critic turn: hinge losses on the teachers' samples (real) against the student's (fake),
 plus R1 on real samples' head inputs. Both are nn.Modules whose single forward returns a loss, so accelerate can
@@ -149,7 +149,7 @@ class FddGenerator(nn.Module):
             logit_e = d_e(out, src, b.instruction_pooled.repeat_interleave(len(idx), 0))
             logit_v = d_v(video, b.caption_pooled)
             g_edit, g_video = hinge_g_loss(logit_e, f.gen_loss), hinge_g_loss(logit_v, f.gen_loss)
-            loss = loss + f.alpha * g_edit + f.beta * g_video
+            loss = loss + f.adv_weight * (f.alpha * g_edit + f.beta * g_video)
             logs |= {"g_edit": float(g_edit.detach()), "g_video": float(g_video.detach())}
         logs["loss_g"] = float(loss.detach())
         return {"loss": loss, "x0": x0.detach(), "fake": None if fake is None else fake.detach(), "logs": logs}

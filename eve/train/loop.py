@@ -72,6 +72,8 @@ def validate(cfg) -> None:
         raise EveError("fdd.use_sds and fdd.use_adversarial are both false: nothing to train")
     if r.batch_size % r.micro_batch:
         raise EveError(f"run.batch_size={r.batch_size} is not a multiple of run.micro_batch={r.micro_batch}")
+    if not 0 <= f.disc_warmup_steps <= f.sds_only_steps:
+        raise EveError(f"fdd.disc_warmup_steps must be in [0, fdd.sds_only_steps={f.sds_only_steps}], got {f.disc_warmup_steps}")
     if cfg.model.dino is None and f.use_adversarial:
         raise EveError("model.dino names no feature network, which the discriminators need (or set fdd.use_adversarial=false)")
 
@@ -79,6 +81,21 @@ def validate(cfg) -> None:
 def adversarial_at(cfg, step: int) -> bool:
     """Adversarial terms from iteration sds_only_steps on (paper: 1000); from the start when SDS is ablated."""
     return cfg.fdd.use_adversarial and (step >= cfg.fdd.sds_only_steps or not cfg.fdd.use_sds)
+
+
+def critic_at(cfg, step: int) -> bool:
+    """Whether the discriminators train at this iteration: with the adversarial terms, and for disc_warmup_steps
+    iterations before them, so that the generator's first hinge gradients come from a critic that already tells
+    teacher samples from the student's (paper-notes OQ-10: the paper starts both together; a D at chance feeds the
+    generator near-random directions)."""
+    f = cfg.fdd
+    return adversarial_at(cfg, step) or (f.use_adversarial and step >= f.sds_only_steps - f.disc_warmup_steps)
+
+
+def phase_at(cfg, step: int) -> str:
+    if adversarial_at(cfg, step):
+        return "adversarial"
+    return "disc_warmup" if critic_at(cfg, step) else "sds"
 
 
 @dataclass
@@ -189,24 +206,28 @@ def train(cfg) -> Path:
     sample_raw = load(list(range(min(run.micro_batch, len(rows)))))
     for step in bar:
         t0 = time.perf_counter()
-        adversarial = adversarial_at(cfg, step)
+        adversarial, critic = adversarial_at(cfg, step), critic_at(cfg, step)
         logs: list[dict] = []
         saved = []
         _requires_grad(discs, False)
         opt_g.zero_grad(set_to_none=True)
         for micro in range(accum):
             ids = cursor.take(run.micro_batch * world)[rank * run.micro_batch : (rank + 1) * run.micro_batch]
-            b = prepare(load(ids), adversarial)
+            b = prepare(load(ids), critic)
             sync = acc.no_sync(generator_step) if micro + 1 < accum else nullcontext()
             with sync, acc.autocast():
                 res = generator_step(b, adversarial)
                 acc.backward(res["loss"] / accum)
             logs.append(res["logs"])
-            if adversarial:
-                saved.append((b, res["fake"]))
+            if critic:
+                fake = res["fake"]
+                if fake is None:  # D warm-up: the student's edit decoded without its graph
+                    with torch.no_grad():
+                        fake = model.decode_video(res["x0"])
+                saved.append((b, fake))
         gnorm = acc.clip_grad_norm_(lora, cfg.optim.grad_clip) if cfg.optim.grad_clip > 0 else _grad_norm(lora)
         opt_g.step()
-        if adversarial:
+        if critic:
             _requires_grad(discs, True)
             opt_d.zero_grad(set_to_none=True)
             for micro, (b, fake) in enumerate(saved):
@@ -219,7 +240,7 @@ def train(cfg) -> Path:
                     acc.backward(d["loss"] / accum)
                 logs.append(d["logs"])
             opt_d.step()
-        row = _mean_logs(logs) | {"step": step + 1, "phase": "adversarial" if adversarial else "sds",
+        row = _mean_logs(logs) | {"step": step + 1, "phase": phase_at(cfg, step),
                                   "gnorm_student": float(gnorm), "step_time": time.perf_counter() - t0}
         if acc.is_main_process and ((step + 1) % run.log_every == 0 or step + 1 == run.steps):
             with open(metrics_file, "a") as fh:
