@@ -28,6 +28,7 @@ from eve.config import load_config  # noqa: E402
 from eve.data.clips import ClipDataset, collate  # noqa: E402
 from eve.data.manifest import read_manifest  # noqa: E402
 from eve.models.lora import EVE_LORA_NAME, load_lora_into  # noqa: E402
+from eve.train.fdd import edit_pairs  # noqa: E402
 from eve.train.loop import build_parts, make_batch  # noqa: E402
 
 
@@ -51,10 +52,9 @@ def score(critic, data, frames: list[int]) -> dict[str, float]:
     critic.eval()
     logits = {"er": [], "ef": [], "vr": [], "vf": []}
     for b, fake, real_e, real_v in data:
-        src = b.frames[:, frames].flatten(0, 1)
         text = b.instruction_pooled.repeat_interleave(len(frames), 0)
-        logits["er"].append(critic.edit(real_e[:, frames].flatten(0, 1), src, text).mean(1))
-        logits["ef"].append(critic.edit(fake[:, frames].flatten(0, 1), src, text).mean(1))
+        logits["er"].append(critic.edit(*edit_pairs(real_e, b.frames, frames), text).mean(1))
+        logits["ef"].append(critic.edit(*edit_pairs(fake, b.frames, frames), text).mean(1))
         logits["vr"].append(critic.video(real_v, b.caption_pooled).mean(1))
         logits["vf"].append(critic.video(fake, b.caption_pooled).mean(1))
     critic.train()

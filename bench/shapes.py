@@ -83,7 +83,10 @@ def main(argv=None) -> int:
     if args.reuse:
         if not Path(args.reuse).is_file():
             ap.error(f"--reuse: {args.reuse} is not a file")
-        prev = pd.read_csv(args.reuse)
+        try:
+            prev = pd.read_csv(args.reuse)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+            ap.error(f"--reuse: {args.reuse} is not a CSV file ({str(e).strip()})")
         if not {"method", "weights", "teachers", "seed", "clip", "task"} <= set(prev.columns):
             ap.error(f"--reuse: {args.reuse} is not a results.csv of this benchmark (it lacks the weights/teachers columns)")
         prev[["weights", "teachers"]] = prev[["weights", "teachers"]].fillna("")

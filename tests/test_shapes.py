@@ -127,3 +127,7 @@ def test_shapes_bench_runs(smoke_teachers, tmp_path):
     other = subprocess.run([*r.args[:-2], "--seeds", "1", "--long-clips", "0", "--out", str(tmp_path / "other"),
                             "--reuse", str(tmp_path / "results.csv")], capture_output=True, text=True, timeout=600)
     assert other.returncode == 0 and "reused from" not in other.stderr, other.stderr[-2000:]
+    # a file that is not a results.csv is refused before anything loads
+    for bad in (tmp_path / "tables.md", tmp_path / "missing.csv"):
+        refused = subprocess.run([*r.args[:-2], "--reuse", str(bad)], capture_output=True, text=True, timeout=600)
+        assert refused.returncode == 2 and "--reuse:" in refused.stderr and "Traceback" not in refused.stderr

@@ -92,12 +92,6 @@ def critic_at(cfg, step: int) -> bool:
     return adversarial_at(cfg, step) or (f.use_adversarial and step >= f.sds_only_steps - f.disc_warmup_steps)
 
 
-def phase_at(cfg, step: int) -> str:
-    if adversarial_at(cfg, step):
-        return "adversarial"
-    return "disc_warmup" if critic_at(cfg, step) else "sds"
-
-
 @dataclass
 class Parts:
     model: EveModel
@@ -240,7 +234,8 @@ def train(cfg) -> Path:
                     acc.backward(d["loss"] / accum)
                 logs.append(d["logs"])
             opt_d.step()
-        row = _mean_logs(logs) | {"step": step + 1, "phase": phase_at(cfg, step),
+        phase = "adversarial" if adversarial else "disc_warmup" if critic else "sds"
+        row = _mean_logs(logs) | {"step": step + 1, "phase": phase,
                                   "gnorm_student": float(gnorm), "step_time": time.perf_counter() - t0}
         if acc.is_main_process and ((step + 1) % run.log_every == 0 or step + 1 == run.steps):
             with open(metrics_file, "a") as fh:
