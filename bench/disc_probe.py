@@ -1,7 +1,10 @@
 """Can the discriminators tell the teachers' samples from the student's? A probe of FDD's adversarial signal.
 
-    python bench/disc_probe.py [--student runs/shapes-fdd/ckpt-000220] [--config configs/shapes/fdd.yaml] \
-        [--batches 12] [--held-out 2] [--epochs 15] [--d-lr 1e-3] [key=value ...]
+    python bench/disc_probe.py [--student data/shapes/student] [--config configs/shapes/fdd.yaml] \
+        [--batches 12] [--held-out 2] [--epochs 15] [--d-lr 1e-3] [--teacher-steps 3] [key=value ...]
+
+With --teacher-steps K the fakes are the teachers' own samples at K steps and the reals the same teachers' at the
+config's fdd.real_steps (the shapes world's gate 3: a critic must be able to see few-step failure).
 
 Draws `--batches` micro-batches from the config's FDD data, and for each the student's k-step edit (fake; with no
 --student, a fresh LoRA: plug-and-play) and the
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -32,18 +36,38 @@ from eve.train.fdd import edit_pairs  # noqa: E402
 from eve.train.loop import build_parts, make_batch  # noqa: E402
 
 
+def _dataset(cfg):
+    rows = read_manifest(cfg.data.manifest)
+    return rows, ClipDataset(rows, cfg.model.num_frames, cfg.data.stride, cfg.data.size or cfg.model.resolution)
+
+
 @torch.no_grad()
 def draw(cfg, parts, n: int, seed: int) -> list[tuple]:
-    """n micro-batches of (Batch, fake, real edit, real video), pixels [B, F, 3, H, W]."""
-    m, rows = parts.model, read_manifest(cfg.data.manifest)
-    ds = ClipDataset(rows, cfg.model.num_frames, cfg.data.stride, cfg.data.size or cfg.model.resolution)
+    """n micro-batches of (Batch, fake for D_e, fake for D_v, real edit, real video), pixels [B, F, 3, H, W]."""
+    m, (rows, ds) = parts.model, _dataset(cfg)
     order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed)).tolist()
     B, out = cfg.run.micro_batch, []
     for i in range(n):
         raw = collate([ds[j] for j in order[i * B : (i + 1) * B]])
         b = make_batch(cfg, m, rows, raw, None, "", parts.gen, True)
-        x0 = parts.generator_step(b, False)["x0"]
-        out.append((b, m.decode_video(x0), m.decode_video(b.real_edit), m.decode_video(b.real_video)))
+        fake = m.decode_video(parts.generator_step(b, False)["x0"])
+        out.append((b, fake, fake, m.decode_video(b.real_edit), m.decode_video(b.real_video)))
+    return out
+
+
+@torch.no_grad()
+def draw_teachers(cfg, parts, n: int, seed: int, k: int) -> list[tuple]:
+    """As `draw`, with the fakes the teachers' own samples at k steps (the video teacher's from its k-step f1)."""
+    m, (rows, ds) = parts.model, _dataset(cfg)
+    few = replace(cfg, fdd=replace(cfg.fdd, real_steps=k))
+    order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed)).tolist()
+    B, out = cfg.run.micro_batch, []
+    for i in range(n):
+        raw = collate([ds[j] for j in order[i * B : (i + 1) * B]])
+        b = make_batch(cfg, m, rows, raw, None, "", parts.gen, True)
+        f = make_batch(few, m, rows, raw, None, "", parts.gen, True)
+        out.append((b, m.decode_video(f.real_edit), m.decode_video(f.real_video), m.decode_video(b.real_edit),
+                    m.decode_video(b.real_video)))
     return out
 
 
@@ -51,12 +75,12 @@ def draw(cfg, parts, n: int, seed: int) -> list[tuple]:
 def score(critic, data, frames: list[int]) -> dict[str, float]:
     critic.eval()
     logits = {"er": [], "ef": [], "vr": [], "vf": []}
-    for b, fake, real_e, real_v in data:
+    for b, fake_e, fake_v, real_e, real_v in data:
         text = b.instruction_pooled.repeat_interleave(len(frames), 0)
         logits["er"].append(critic.edit(*edit_pairs(real_e, b.frames, frames), text).mean(1))
-        logits["ef"].append(critic.edit(*edit_pairs(fake, b.frames, frames), text).mean(1))
+        logits["ef"].append(critic.edit(*edit_pairs(fake_e, b.frames, frames), text).mean(1))
         logits["vr"].append(critic.video(real_v, b.caption_pooled).mean(1))
-        logits["vf"].append(critic.video(fake, b.caption_pooled).mean(1))
+        logits["vf"].append(critic.video(fake_v, b.caption_pooled).mean(1))
     critic.train()
     c = {k: torch.cat(v) for k, v in logits.items()}
     acc = lambda r, f: float(((r > 0).float().mean() + (f < 0).float().mean()) / 2)  # noqa: E731
@@ -64,10 +88,43 @@ def score(critic, data, frames: list[int]) -> dict[str, float]:
             "video gap": float(c["vr"].mean() - c["vf"].mean()), "video acc": acc(c["vr"], c["vf"])}
 
 
+def probe(cfg, parts, data, *, held_out: int, epochs: int, d_lr: float, log=print) -> dict[str, float]:
+    """Train the fresh heads on all but the last `held_out` batches; log a table row per epoch; return the last
+    epoch's held-out scores."""
+    train, held = data[:-held_out], data[-held_out:]
+    frames = parts.generator_step.disc_frames(cfg.model.num_frames)
+    opt = torch.optim.Adam(parts.head_params, lr=d_lr, betas=tuple(cfg.optim.d_betas))
+    log(f"| epoch | train edit gap | train edit acc | train video gap | train video acc | held-out edit gap | "
+        f"held-out edit acc | held-out video gap | held-out video acc |\n|" + "---|" * 9)
+    for epoch in range(epochs + 1):
+        if epoch:
+            for b, fake_e, fake_v, real_e, real_v in train:
+                opt.zero_grad(set_to_none=True)
+                parts.critic_step(fake_e, real_e, real_v, b, frames, fake_video=fake_v)["loss"].backward()
+                opt.step()
+        t, h = score(parts.critic_step, train, frames), score(parts.critic_step, held, frames)
+        log(f"| {epoch} | " + " | ".join(f"{d[k]:.3f}" for d in (t, h) for k in d) + " |")
+    return h
+
+
+def teacher_probe(config: str | Path, *, k: int, batches: int = 12, held_out: int = 2, epochs: int = 15,
+                  seed: int = 0, overrides: list[str] | None = None) -> dict[str, float]:
+    """Gate 3 of the shapes world: held-out accuracy of fresh heads separating the teachers' k-step samples from
+    their fdd.real_steps ones ({"edit": D_e, "video": D_v})."""
+    cfg = load_config(config, overrides)
+    torch.manual_seed(seed)
+    parts = build_parts(cfg, "cpu", seed=seed)
+    data = draw_teachers(cfg, parts, batches, seed, k)
+    h = probe(cfg, parts, data, held_out=held_out, epochs=epochs, d_lr=cfg.optim.d_lr,
+              log=lambda s: print(s, file=sys.stderr, flush=True))
+    return {"edit": h["edit acc"], "video": h["video acc"]}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", default=str(ROOT / "configs" / "shapes" / "fdd.yaml"))
     ap.add_argument("--student", help="checkpoint folder (or LoRA file) whose edits are the fakes")
+    ap.add_argument("--teacher-steps", type=int, help="fakes: the teachers' own samples at this many steps")
     ap.add_argument("--batches", type=int, default=12)
     ap.add_argument("--held-out", type=int, default=2)
     ap.add_argument("--epochs", type=int, default=15)
@@ -77,7 +134,13 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if not 0 < args.held_out < args.batches:
         ap.error(f"--held-out must be between 1 and --batches - 1, got {args.held_out}")
+    if args.student and args.teacher_steps:
+        ap.error("--student and --teacher-steps choose different fakes: give one")
+    if args.student and not Path(args.student).exists():
+        ap.error(f"--student: {args.student} does not exist")
     cfg = load_config(args.config, args.overrides)
+    if args.teacher_steps is not None and not 1 <= args.teacher_steps < cfg.fdd.real_steps:
+        ap.error(f"--teacher-steps must be in [1, fdd.real_steps={cfg.fdd.real_steps}), got {args.teacher_steps}")
     torch.manual_seed(args.seed)
     parts = build_parts(cfg, "cpu", seed=args.seed)
     if parts.critic_step is None:
@@ -85,23 +148,17 @@ def main(argv=None) -> int:
     if args.student:
         student = Path(args.student)
         load_lora_into(parts.model.unet, student / EVE_LORA_NAME if student.is_dir() else student)
-    data = draw(cfg, parts, args.batches, args.seed)
-    train, held = data[: -args.held_out], data[-args.held_out :]
-    dist = lambda i: sum(float((d[1] - d[i]).abs().mean()) for d in data) / len(data)  # noqa: E731
-    print(f"mean |student - edit teacher| {dist(2):.4f}, |student - video teacher| {dist(3):.4f} per pixel on [-1, 1]\n")
-    F = cfg.model.num_frames
-    frames = parts.generator_step.disc_frames(F)
-    opt = torch.optim.Adam(parts.head_params, lr=args.d_lr or cfg.optim.d_lr, betas=tuple(cfg.optim.d_betas))
-    print(f"| epoch | train edit gap | train edit acc | train video gap | train video acc | held-out edit gap | "
-          f"held-out edit acc | held-out video gap | held-out video acc |\n|" + "---|" * 9)
-    for epoch in range(args.epochs + 1):
-        if epoch:
-            for b, fake, real_e, real_v in train:
-                opt.zero_grad(set_to_none=True)
-                parts.critic_step(fake, real_e, real_v, b, frames)["loss"].backward()
-                opt.step()
-        t, h = score(parts.critic_step, train, frames), score(parts.critic_step, held, frames)
-        print(f"| {epoch} | " + " | ".join(f"{d[k]:.3f}" for d in (t, h) for k in d) + " |", flush=True)
+    if args.teacher_steps:
+        data = draw_teachers(cfg, parts, args.batches, args.seed, args.teacher_steps)
+        what = f"teachers at {args.teacher_steps} steps against {cfg.fdd.real_steps}"
+    else:
+        data = draw(cfg, parts, args.batches, args.seed)
+        what = "student against teachers"
+    dist = lambda i, j: sum(float((d[i] - d[j]).abs().mean()) for d in data) / len(data)  # noqa: E731
+    print(f"{what}: mean |fake - edit teacher| {dist(1, 3):.4f}, |fake - video teacher| {dist(2, 4):.4f} per pixel "
+          f"on [-1, 1]\n")
+    probe(cfg, parts, data, held_out=args.held_out, epochs=args.epochs, d_lr=args.d_lr or cfg.optim.d_lr,
+          log=lambda s: print(s, flush=True))
     return 0
 
 

@@ -1,8 +1,14 @@
 """The shapes-world benchmark: every method against the ground truth, per task and overall, over several seeds.
 
-    python bench/shapes.py --student runs/shapes-fdd/ckpt-000400 [--ablation "w/o SDS=runs/...ckpt"] \
-        [--teachers data/shapes/teachers] [--clips 100] [--seeds 0 1] [--k 3] [--many 10] [--long-clips 20] \
+    python bench/shapes.py --student data/shapes/student [--ablation "w/o SDS=runs/...ckpt"] \
+        [--teachers data/shapes/teachers] [--clips 105] [--seeds 0 1] [--k 3] [--many 25] [--long-clips 21] \
         [--reuse bench/out/shapes/results.csv]
+
+Rows: the per-frame edit teacher, the video teacher, plug-and-play (k and many steps), the student (k and many),
+each ablation, and the sliding-window long clips; every clip row from the edited first frame and, for plug-and-play
+and the student, also from the oracle one (the ground truth's frame 0). Guidance: the teachers use the guidance of
+the FDD config they distil with; plug-and-play and the student run at the scales in --pnp-guidance / 1 (a student
+distilled from guided teachers needs none), so NFE and seconds per clip are read with the quality.
 
 Prints markdown tables (overall: mean ± spread over seeds; per task: combined score) and writes, under --out,
 results.csv (every item), tables.md, one grid video per task (input | ground truth | each method, frames in time)
@@ -34,18 +40,23 @@ from eve.tasks import TASKS  # noqa: E402
 from eve.train.samples import grid_image  # noqa: E402
 from eve.worlds.shapes import world as W  # noqa: E402
 from eve.worlds.shapes.data import held_out_items  # noqa: E402
-from eve.worlds.shapes.evaluate import Evaluator, Method, markdown, summarise  # noqa: E402
+from eve.worlds.shapes.evaluate import Evaluator, Method, best_guidance, markdown, summarise  # noqa: E402
 
 
-def methods(args) -> list[Method]:
-    k, n = args.k, args.many
-    out = [Method(f"edit teacher, per frame ({n} steps)", "edit_teacher", n),
-           Method(f"video teacher from f1 ({n} steps)", "video_teacher", n),
-           Method(f"plug-and-play ({k} steps)", "clip", k),
-           Method(f"plug-and-play ({n} steps)", "clip", n)]
+def methods(args, cfg) -> list[Method]:
+    k, n, f = args.k, args.many, cfg.fdd
+    ts, ims = args.pnp_guidance
+    out = [Method(f"edit teacher, per frame ({n} steps)", "edit_teacher", n, text_scale=f.edit_guidance,
+                  image_scale=f.edit_image_guidance),
+           Method(f"video teacher from f1 ({n} steps)", "video_teacher", n, text_scale=f.video_guidance),
+           Method(f"plug-and-play ({k} steps)", "clip", k, text_scale=ts, image_scale=ims),
+           Method(f"plug-and-play ({n} steps)", "clip", n, text_scale=ts, image_scale=ims),
+           Method(f"plug-and-play, oracle f1 ({k} steps)", "clip", k, first="oracle", text_scale=ts, image_scale=ims),
+           Method(f"plug-and-play, oracle f1 ({n} steps)", "clip", n, first="oracle", text_scale=ts, image_scale=ims)]
     if args.student:
         out += [Method(f"FDD student ({k} steps)", "clip", k, args.student),
-                Method(f"FDD student ({n} steps)", "clip", n, args.student)]
+                Method(f"FDD student ({n} steps)", "clip", n, args.student),
+                Method(f"FDD student, oracle f1 ({k} steps)", "clip", k, args.student, first="oracle")]
     for spec in args.ablation:
         name, path = spec.split("=", 1)
         out.append(Method(f"{name} ({k} steps)", "clip", k, path))
@@ -68,13 +79,14 @@ def main(argv=None) -> int:
     ap.add_argument("--teachers", default=str(ROOT / "data" / "shapes" / "teachers"))
     ap.add_argument("--student", help="the FDD checkpoint (folder or LoRA file)")
     ap.add_argument("--ablation", action="append", default=[], metavar="NAME=CHECKPOINT")
-    ap.add_argument("--clips", type=int, default=140, help="test clips (each with one task, 20 per task by default)")
+    ap.add_argument("--clips", type=int, default=105, help="test clips (each with one task, 15 per task by default)")
     ap.add_argument("--all-tasks", action="store_true", help="edit every clip with all seven tasks (7x the cost)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--k", type=int, default=3)
-    ap.add_argument("--many", type=int, default=10)
-    ap.add_argument("--teacher-guidance", type=float, default=None)
-    ap.add_argument("--long-clips", type=int, default=20, help="clips edited at 24 frames through the windows (0: none)")
+    ap.add_argument("--many", type=int, default=25)
+    ap.add_argument("--pnp-guidance", type=float, nargs=2, default=None, metavar=("TEXT", "IMAGE"),
+                    help="plug-and-play's guidance scales (default: the best of a sweep on validation clips)")
+    ap.add_argument("--long-clips", type=int, default=21, help="clips edited at 24 frames through the windows (0: none)")
     ap.add_argument("--batch", type=int, default=100)
     ap.add_argument("--out", default=str(ROOT / "bench" / "out" / "shapes"))
     ap.add_argument("--reuse", metavar="RESULTS_CSV", help="take methods already scored there instead of running them")
@@ -90,15 +102,25 @@ def main(argv=None) -> int:
         if not {"method", "weights", "teachers", "seed", "clip", "task"} <= set(prev.columns):
             ap.error(f"--reuse: {args.reuse} is not a results.csv of this benchmark (it lacks the weights/teachers columns)")
         prev[["weights", "teachers"]] = prev[["weights", "teachers"]].fillna("")
+    yaml = Path(args.teachers) / "eve.yaml"
+    if not yaml.is_file():
+        ap.error(f"--teachers: {yaml} does not exist (python -m eve.worlds.shapes train-teachers writes it)")
+    for spec in ([args.student] if args.student else []) + [a.split("=", 1)[-1] for a in args.ablation]:
+        if not Path(spec).exists():
+            ap.error(f"checkpoint {spec} does not exist (train one with train_fdd.py, or use data/shapes/student)")
+    if args.clips < 7 or not 1 <= args.k < args.many:
+        ap.error(f"need --clips >= 7 and 1 <= --k < --many, got {args.clips}, {args.k}, {args.many}")
+    out = Path(args.out)
+    print(f"writing to {out}", file=sys.stderr)
     teachers = str(Path(args.teachers).resolve())
     torch.manual_seed(0)
-    cfg = load_config(Path(args.teachers) / "eve.yaml")
+    cfg = load_config(yaml)
     model = EveModel.from_config(cfg.model)
     e = cfg.edit
-    ev = Evaluator(model, teacher_steps=e.teacher_steps,
-                   teacher_guidance=args.teacher_guidance or e.teacher_guidance,
-                   teacher_image_guidance=e.teacher_image_guidance, video_guidance=cfg.fdd.video_guidance,
-                   spacing=e.timestep_spacing, batch=args.batch)
+    ev = Evaluator(model, teacher_steps=e.teacher_steps, teacher_guidance=cfg.fdd.edit_guidance,
+                   teacher_image_guidance=cfg.fdd.edit_image_guidance, spacing=e.timestep_spacing, batch=args.batch)
+    if args.pnp_guidance is None:
+        args.pnp_guidance = best_guidance(ev, args.k, log=lambda m: print(m, file=sys.stderr, flush=True))
     items = held_out_items(args.clips, all_tasks=args.all_tasks)
     first_of_task = {t: next(it.clip for it in items if it.task == t) for t in TASKS}
     ev.keep = {(c, t) for t, c in first_of_task.items()}
@@ -106,11 +128,14 @@ def main(argv=None) -> int:
     for seed in args.seeds:
         f1 = None
         long_items = [it for it in items if it.clip < args.long_clips]
-        todo = [(m, items) for m in methods(args)]
+        todo = [(m, items) for m in methods(args, cfg)]
         if args.long_clips:
-            for name, lora in [("plug-and-play", None)] + ([("FDD student", args.student)] if args.student else []):
-                todo.append((Method(f"{name}, 24-frame clip, windows ({args.k} steps)", "clip", args.k, lora, frames=24),
-                             long_items))
+            ts, ims = args.pnp_guidance
+            todo.append((Method(f"plug-and-play, 24-frame clip, windows ({args.k} steps)", "clip", args.k, frames=24,
+                                text_scale=ts, image_scale=ims), long_items))
+            if args.student:
+                todo.append((Method(f"FDD student, 24-frame clip, windows ({args.k} steps)", "clip", args.k,
+                                    args.student, frames=24), long_items))
         for m, its in todo:
             earlier = reused(prev, m, teachers, seed, its)
             if earlier is not None:
@@ -121,7 +146,6 @@ def main(argv=None) -> int:
             rows += [r | {"weights": m.lora or "", "teachers": teachers} for r in ev.run(m, its, f1[: len(its)], seed)]
             print(f"seed {seed}: {m.name} done ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
     overall, per_task = summarise(rows)
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows).to_csv(out / "results.csv", index=False)
     per = "x 7 tasks" if args.all_tasks else f"({args.clips // 7} per task)"
@@ -130,15 +154,16 @@ def main(argv=None) -> int:
             + markdown(per_task) + "\n")
     (out / "tables.md").write_text(text)
     print(text)
-    names = [m.name for m in methods(args)]
+    names = [m.name for m in methods(args, cfg)]
     for task, clip in first_of_task.items():
         it = next(i for i in items if i.clip == clip and i.task == task)
-        clips = [W.render_video(it.source, 8), W.render_video(it.target, 8)]
-        clips += [ev.kept[(n, clip, task)] for n in names if (n, clip, task) in ev.kept]
+        clips = [W.render_video(it.source), W.render_video(it.target)]
+        shown = [n for n in names if (n, clip, task) in ev.kept]
+        clips += [ev.kept[(n, clip, task)] for n in shown]
         strip = torch.cat(clips, dim=-1)  # [F, 3, S, S * rows]: side by side
         big = torch.nn.functional.interpolate(strip, scale_factor=8, mode="nearest")
         write_video(out / f"grid_{task}.gif", big, 4)
-        grid_image(clips, scale=6).save(out / f"grid_{task}.png")
+        grid_image(clips, scale=6, labels=["input", "ground truth"] + shown).save(out / f"grid_{task}.png")
     (out / "grid_rows.txt").write_text("\n".join(["input", "ground truth"] + names) + "\n")
     return 0
 

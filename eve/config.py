@@ -92,27 +92,59 @@ class FddConfig:
     sds_only_steps: int = 1000  # iterations before the adversarial terms start (paper: 1000 of 1500)
     disc_warmup_steps: int = 0  # D trains alone for this many of the last SDS-only iterations (OQ-10; paper: 0)
     sds_weighting: Literal["sds", "uniform", "add_exponential"] = "sds"  # c(t) (OQ-4)
-    sds_t_min: float = 0.02  # SDS timestep range as fractions of T (OQ-5)
-    sds_t_max: float = 0.98
+    sds_t_min: float = 0.02  # SDS timestep range as fractions of T (OQ-5): t uniform over the integers in
+    sds_t_max: float = 0.98  # [int(min T), int(max T)], clamped to [0, T-1], so 1.0 means up to T-1
+    # Per-teacher SDS timestep ranges [min, max] (fractions of T); null: the shared sds_t_min/sds_t_max. The paper
+    # uses one shared (t, eps) for both teachers (§3.2) and gives no range; with either override set the two
+    # teachers get separate t draws (eps stays shared). Neither set: the shared draw, bit-identical to before.
+    edit_sds_t_range: Optional[list[float]] = None
+    video_sds_t_range: Optional[list[float]] = None
+    # Control run: each teacher's SDS gradient replaced by Gaussian noise of the same RMS (per teacher, per step,
+    # over the generated frames), to tell whether SDS carries signal at all. Not in the paper; False: real SDS.
+    sds_noise_control: bool = False
     edit_guidance: float = 7.5  # edit-teacher text CFG in SDS and for its real samples (OQ-6)
     edit_image_guidance: float = 1.5  # edit-teacher image CFG
     video_guidance: float = 7.5  # video-teacher text CFG
-    gen_loss: Literal["paper_clipped", "add_linear"] = "paper_clipped"  # generator hinge form (OQ-20)
+    # Generator hinge form (OQ-20). "paper_clipped" = -E[max(0, 1 + D)] as printed: no gradient at all where D is
+    # sure a sample is fake (D < -1), i.e. exactly where the student most needs one; "add_linear" = ADD's -E[D],
+    # gradient everywhere. Kept as printed by default; measure both (they coincide while D > -1).
+    gen_loss: Literal["paper_clipped", "add_linear"] = "paper_clipped"
     r1_gamma: float = 1e-5  # R1 on real samples' head inputs (OQ-18); 0 turns it off
-    augment: bool = True  # DiffAugment translation/cutout/colour, identical across a pair or a clip (OQ-19)
-    disc_frames: Optional[int] = None  # frames per clip fed to D_e (OQ-21); None: all
+    augment: bool = True  # DiffAugment translation/cutout/colour, identical across a pair or a clip (OQ-19);
+    # which parts and how strong: disc.augment_colour, disc.translate_fraction, disc.cutout_fraction
+    disc_frames: Optional[int] = None  # frames per clip fed to D_e (OQ-21); None: all (of those allowed below)
+    # Whether D_e also sees frame 0. The paper is silent. Frame 0 of the student's output is the known f1 (the edit
+    # teacher's edit, exactly so under model.first_frame=replace) and D_e's real frame 0 is that same f1, so fake
+    # equals real there and D_e learns nothing from it; False (chosen): D_e sees frames 1..F-1 in both turns.
+    disc_first_frame: bool = False
     real_samples: Literal["cache", "online"] = "cache"  # teachers' DDIM samples: cached per data point, or fresh
     real_steps: int = 50  # DDIM steps of those samples and of the edited first frame (OQ-9)
     cache_dir: Optional[str] = None  # None: <run dir>/real_cache
     grad_checkpointing: bool = False  # recompute each student step in backward (OQ-28)
+    # Exponential moving average of the student LoRA, ema = d ema + (1 - d) theta after every optimizer step,
+    # starting from the initial (zero-B) LoRA; 0 = off (chosen default: bit-identical to runs without it). The
+    # paper is silent. When on, checkpoints' student_lora.safetensors, the diffusers export and the sample grids
+    # hold the average, and train_state.safetensors the raw weights that training resumes from. 1500 steps:
+    # d = 0.99 averages over about the last 100 (0.999 would still weight the initial LoRA by 0.999^1500 = 0.22).
+    ema_decay: float = 0.0
 
 
 @dataclass
 class DiscConfig:
+    """The discriminator heads on the frozen feature network (paper §3.2, ADD §3.2) and their augmentation."""
+
     hooks: Optional[list[int]] = None  # feature-network blocks with a head; None: 4 evenly spaced (ViT-S: 2,5,8,11)
     channels: int = 64
     cmap_dim: int = 64
     heads: int = 4  # attention heads of the conditioning / temporal attention layer
+    # DiffAugment's parts (used when fdd.augment; OQ-19). The paper is silent; StyleGAN-T's heads, which ADD's and
+    # so FDD's build on, use all three. Colour (brightness, saturation, contrast) can turn a colour edit back into
+    # its source's colours and a cutout can hide the edited object, so each is configurable; the defaults keep
+    # DiffAugment's "color,translation,cutout".
+    augment_colour: bool = True
+    translate_fraction: float = 0.125  # shift by a whole number of pixels up to this fraction of each side, zero pad
+    cutout_fraction: float = 0.25  # area fraction of the zeroed rectangle (sides sqrt(f) of the image's, whole
+    # inside the image; DiffAugment's half-size square = 0.25); 0 = no cutout
 
 
 @dataclass

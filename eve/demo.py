@@ -2,10 +2,11 @@
 
 1. Writes the tiny random-weight model set with its toy FDD dataset (runs/tiny, which configs/tiny.yaml names).
 2. Renders a held-out 24-frame shapes-world clip and edits it with the real `edit.py`, using the committed shapes
-   teachers (data/shapes/teachers) and, when present, the committed FDD student (data/shapes/student): frame 0 by
-   the edit teacher, the rest by the student over sliding windows. Writes OUT_DIR/input/ (PNG frames: lossless,
-   H.264's chroma subsampling would smear 16x16 colours), OUT_DIR/edited.gif and OUT_DIR/side_by_side.gif
-   (input | ground truth | edit, 8x).
+   teachers (data/shapes/teachers): plug-and-play (both adapters, no LoRA) and, when present, the committed FDD
+   student (data/shapes/student), each at 3 steps: frame 0 by the edit teacher, the rest over sliding windows.
+   Writes OUT_DIR/input/ (PNG frames: lossless, H.264's chroma subsampling would smear 32x32 colours),
+   OUT_DIR/plug_and_play.gif, OUT_DIR/student.gif, and OUT_DIR/grid.png and grid.gif (rows: input | plug-and-play
+   | student, labelled).
 """
 
 from __future__ import annotations
@@ -54,20 +55,28 @@ def main(argv: list[str] | None = None) -> int:
     from eve.worlds.shapes import world as W
     from eve.worlds.shapes.data import held_out_items, write_frames
 
-    item = next(it for it in held_out_items(14, num_frames=24) if it.task == "local")
-    clip = write_frames(out / "input", W.render_video(item.source, 24))
-    argv_edit = ["--config", str(TEACHERS / "eve.yaml"), "--video", str(clip), "--instruction", item.instruction,
-                 "--caption", item.caption, "--task", item.task, "--output", str(out / "edited.gif")]
+    from eve.train.samples import grid_image
+
+    item = next(it for it in held_out_items(14) if it.task == "texture")
+    source = W.render_video(item.source, 24)
+    clip = write_frames(out / "input", source)
+    rows, labels = [source], ["input"]
+    runs = [("plug-and-play", "plug_and_play.gif", [])]
     if (STUDENT / "student_lora.safetensors").is_file():
-        argv_edit += ["--checkpoint", str(STUDENT)]
-    code = edit_main(argv_edit)
-    if code == 0:
-        edited = read_video(out / "edited.gif").frames
-        strip = torch.cat([W.render_video(item.source, 24), W.render_video(item.target, 24), edited], dim=-1)
-        big = torch.nn.functional.interpolate(strip, scale_factor=8, mode="nearest")
-        write_video(out / "side_by_side.gif", big, 8)
-        print(f"{item.instruction!r}: {out / 'side_by_side.gif'} (input | ground truth | edit)")
-    return code
+        runs.append(("FDD student", "student.gif", ["--checkpoint", str(STUDENT)]))
+    for label, name, extra in runs:
+        code = edit_main(["--config", str(TEACHERS / "eve.yaml"), "--video", str(clip), "--instruction",
+                          item.instruction, "--caption", item.caption, "--task", item.task, "--steps", "3",
+                          "--seed", "0", "--output", str(out / name), *extra])
+        if code:
+            return code
+        rows.append(read_video(out / name).frames)
+        labels.append(label)
+    grid_image(rows, scale=4, labels=labels).save(out / "grid.png")
+    strip = torch.cat(rows, dim=-2)  # [F, 3, rows * H, W]: stacked, frames in time
+    write_video(out / "grid.gif", torch.nn.functional.interpolate(strip, scale_factor=4, mode="nearest"), 8)
+    print(f"{item.instruction!r}: {out / 'grid.png'} and {out / 'grid.gif'} (rows: {' | '.join(labels)})")
+    return 0
 
 
 if __name__ == "__main__":

@@ -40,8 +40,23 @@ def sds_loss(x0: Tensor, eps_hat: Tensor, eps: Tensor, weight: Tensor, mask: Ten
     g = (weight * (eps_hat - eps)).detach()
     if mask is not None:
         g = g * mask
+    return sds_surrogate(x0, g), g
+
+
+def sds_surrogate(x0: Tensor, g: Tensor) -> Tensor:
+    """0.5 * mean((x0 - sg(x0 - g))^2): a loss whose gradient with respect to x0 is g / x0.numel()."""
     target = (x0 - g).detach()
-    return 0.5 * F.mse_loss(x0, target, reduction="mean"), g
+    return 0.5 * F.mse_loss(x0, target, reduction="mean")
+
+
+def rms_matched_noise(g: Tensor, mask: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
+    """Gaussian noise with the RMS of g over the elements the mask keeps, zero where it does not: the stand-in for
+    an SDS gradient in the control run that asks whether SDS carries signal at all (fdd.sds_noise_control)."""
+    keep = torch.ones_like(g) if mask is None else mask.to(g).expand_as(g)
+    target = g.detach().pow(2).sum().div(keep.sum().clamp(min=1)).sqrt()
+    n = torch.randn(g.shape, generator=generator).to(g) * keep
+    actual = n.pow(2).sum().div(keep.sum().clamp(min=1)).sqrt()
+    return n * (target / actual.clamp(min=torch.finfo(g.dtype).tiny))
 
 
 def hinge_d_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
@@ -51,7 +66,9 @@ def hinge_d_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
 
 def hinge_g_loss(fake_logits: Tensor, form: str = "paper_clipped") -> Tensor:
     """Generator adversarial loss. "paper_clipped": -E[max(0, 1 + D(fake))], as printed in the paper (no gradient
-    once D(fake) < -1); "add_linear": -E[D(fake)], ADD's form (paper-notes OQ-20). Equal while D(fake) > -1."""
+    once D(fake) < -1, i.e. exactly where D is sure a sample is fake); "add_linear": -E[D(fake)], ADD's form,
+    gradient -1/N for every logit (paper-notes OQ-20). Equal while D(fake) > -1. Which trains better is open:
+    measure both."""
     if form == "paper_clipped":
         return -F.relu(1 + fake_logits).mean()
     if form == "add_linear":

@@ -105,8 +105,9 @@ def test_edit_with_the_trained_checkpoint_alone(tiny_dir, toy, shared_cache, tmp
     assert code == 0 and read_video(out).frames.shape == read_video(video).frames.shape
 
 
-def test_killed_and_resumed_run_matches_an_uninterrupted_one(tiny_dir, toy, shared_cache, tmp_path):
-    extra = ("run.steps=6", "run.save_every=2", "fdd.sds_only_steps=3")
+@pytest.mark.parametrize("ema", [[], ["fdd.ema_decay=0.5"]], ids=["no_ema", "ema"])
+def test_killed_and_resumed_run_matches_an_uninterrupted_one(tiny_dir, toy, shared_cache, tmp_path, ema):
+    extra = ("run.steps=6", "run.save_every=2", "fdd.sds_only_steps=3", *ema)
     full = train(cfg_for(tiny_dir, toy, tmp_path / "full", shared_cache, *extra))
 
     out = tmp_path / "killed"
@@ -130,8 +131,35 @@ def test_killed_and_resumed_run_matches_an_uninterrupted_one(tiny_dir, toy, shar
     da, db = load_file(str(full / "discriminator.safetensors")), load_file(str(resumed / "discriminator.safetensors"))
     for k in da:
         torch.testing.assert_close(da[k], db[k], atol=1e-5, rtol=1e-4)
+    sa, sb = load_file(str(full / "train_state.safetensors")), load_file(str(resumed / "train_state.safetensors"))
+    trained = [k for k in sa if k.startswith("student/")]
+    assert bool(trained) == bool(ema), "with an EMA the trained LoRA is kept beside the exported average"
+    for k in trained:
+        torch.testing.assert_close(sa[k], sb[k], atol=1e-5, rtol=1e-4)
     steps = [r["step"] for r in metrics(out)]
     assert steps == sorted(set(steps)) == list(range(1, 7)), "metrics.jsonl has each step once after the resume"
+
+
+def test_checkpoints_export_the_ema_and_keep_the_trained_lora(tiny_dir, toy, shared_cache, tmp_path):
+    """fdd.ema_decay = d: the LoRA files hold ema_n = d ema_(n-1) + (1 - d) theta_n, train_state holds theta_n."""
+    from eve.models.lora import read_lora
+
+    d, out = 0.5, tmp_path / "run"
+    train(cfg_for(tiny_dir, toy, out, shared_cache, "run.steps=2", "run.save_every=1", "run.keep_last=0",
+                  "fdd.use_adversarial=false", f"fdd.ema_decay={d}"))
+    ckpts = [out / "ckpt-000001", out / "ckpt-000002"]
+    ema = [load_file(str(c / EVE_LORA_NAME)) for c in ckpts]
+    raw = [{k.removeprefix("student/"): v for k, v in load_file(str(c / "train_state.safetensors")).items()
+            if k.startswith("student/")} for c in ckpts]
+    assert ema[0].keys() == raw[0].keys() == raw[1].keys()
+    for k in ema[0]:
+        # step 1 starts from the initial LoRA: B = 0, and A gets no gradient while B = 0, so theta_0 is known
+        theta0 = torch.zeros_like(raw[0][k]) if ".lora_B." in k else raw[0][k]
+        torch.testing.assert_close(ema[0][k], d * theta0 + (1 - d) * raw[0][k])
+        torch.testing.assert_close(ema[1][k], d * ema[0][k] + (1 - d) * raw[1][k])
+    assert any(not torch.equal(ema[1][k], raw[1][k]) for k in ema[1]), "the export is the average, not the LoRA"
+    exported, _ = read_lora(ckpts[1] / "diffusers")
+    assert exported.keys() == ema[1].keys() and all(torch.equal(exported[k], ema[1][k]) for k in exported)
 
 
 @pytest.mark.parametrize("ablation", [["fdd.use_sds=false"], ["fdd.use_adversarial=false"], ["fdd.timesteps=fixed"],

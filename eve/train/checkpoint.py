@@ -2,9 +2,11 @@
 
     out_dir/ckpt-000500/
         student_lora.safetensors      LoRA (peft keys); metadata: resolved config, step, rank, alpha, targets
+                                      (its EMA when fdd.ema_decay > 0)
         diffusers/pytorch_lora_weights.safetensors   the same LoRA in diffusers' format (load_lora_weights)
         discriminator.safetensors     trainable discriminator heads ("edit.*", "video.*")
-        train_state.safetensors       optimizer tensors ("opt_g/<param>/<name>") and RNG states ("rng/<name>")
+        train_state.safetensors       optimizer tensors ("opt_g/<param>/<name>"), RNG states ("rng/<name>") and,
+                                      with an EMA, the trained LoRA itself ("student/<param name>")
         train_state.json              step, data cursor, optimizer param groups
 
 A folder only gets its final name once everything in it was written, so the newest `ckpt-*` is always complete.
@@ -62,8 +64,10 @@ def save(
     rng: dict[str, Tensor],
     state: dict,
     keep_last: int,
+    tensors: dict[str, Tensor] | None = None,
 ) -> Path:
-    """Write ckpt-{step:06d} atomically; `write_lora(folder)` writes the LoRA files into the folder."""
+    """Write ckpt-{step:06d} atomically; `write_lora(folder)` writes the LoRA files into the folder; `tensors`
+    (already prefixed) go into train_state.safetensors beside the optimizer and RNG states."""
     out = Path(out_dir)
     final = out / f"ckpt-{step:06d}"
     tmp = out / f".ckpt-{step:06d}.tmp-{os.getpid()}"
@@ -73,13 +77,13 @@ def save(
         write_lora(tmp)
         if disc_state:
             save_file({k: v.detach().cpu().contiguous() for k, v in disc_state.items()}, str(tmp / "discriminator.safetensors"))
-        tensors, groups = {}, {}
+        flat, groups = {k: v.detach().cpu().contiguous() for k, v in (tensors or {}).items()}, {}
         for name, opt in optimizers.items():
             t, meta = flatten_optimizer(opt, name)
-            tensors.update(t)
+            flat.update(t)
             groups[name] = meta
-        tensors.update({f"rng/{k}": v for k, v in rng.items()})
-        save_file(tensors, str(tmp / "train_state.safetensors"))
+        flat.update({f"rng/{k}": v for k, v in rng.items()})
+        save_file(flat, str(tmp / "train_state.safetensors"))
         (tmp / "train_state.json").write_text(json.dumps({"step": step, "optimizers": groups, **state}, indent=1))
         if final.exists():
             shutil.rmtree(final)

@@ -6,8 +6,9 @@ One generator forward (FddGenerator) is, for a micro-batch of clips:
    (one random step per bin, paper §3.3) or fixed evenly spaced ones (the "w/o K-bin" ablation);
 2. SDS from each frozen teacher, one shared (t, eps): the edit teacher frame by frame on (input frame,
    instruction[, task]), the video teacher on the clip conditioned on f1 (the edit teacher's edit of frame 0);
-3. after the SDS-only phase, hinge generator losses from D_e (input frame, instruction, output frame) and D_v
-   (clip, caption), on decoded frames;
+   per-teacher t ranges draw separate t's; fdd.sds_noise_control swaps each SDS gradient for noise of its RMS;
+3. after the SDS-only phase, hinge generator losses from D_e (input frame, instruction, output frame; frames
+   1..F-1, frame 0 being the known f1) and D_v (clip, caption), on decoded frames;
 4. L_G = alpha (w L_G-edit + lam L_SDS-edit) + beta (w L_G-video + lam L_SDS-video), w = fdd.adv_weight (paper: 1).
 
 FddDiscriminator is the critic turn: hinge losses on the teachers' samples (real) against the student's (fake),
@@ -25,11 +26,11 @@ from torch import Tensor, nn
 
 from eve.diffusion.sampling import ddim_step
 from eve.diffusion.timesteps import evenly_spaced_timesteps, kbin_timesteps
-from eve.losses import hinge_d_loss, hinge_g_loss, r1_penalty, sds_loss, sds_weight
+from eve.losses import hinge_d_loss, hinge_g_loss, r1_penalty, rms_matched_noise, sds_loss, sds_surrogate, sds_weight
 from eve.models.composed import Cond, EveModel, Role
 from eve.models.discriminator import EditDiscriminator, VideoDiscriminator
 from eve.models.known import Known, first_frame
-from eve.train.augment import diff_augment
+from eve.train.augment import Augment
 
 
 @dataclass
@@ -70,14 +71,49 @@ def student_generate(model: EveModel, cond: Cond, noise: Tensor, timesteps: Tens
     return x0
 
 
+def t_range(T: int, lo: float, hi: float) -> tuple[int, int]:
+    """Integer SDS timestep bounds [int(lo T), int(hi T)] clamped to [0, T-1] (a range ending at 1.0 ends at T-1)."""
+    top = min(int(hi * T), T - 1)
+    return min(int(lo * T), top), top
+
+
+def sds_timesteps(B: int, T: int, fdd, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """(t for the edit teacher, t for the video teacher), each [B], uniform over the integers of their ranges.
+
+    The paper draws one t for both teachers (§3.2): that is what happens, with the same generator draws as always,
+    unless fdd.edit_sds_t_range or fdd.video_sds_t_range is set; then each teacher gets its own draw from its own
+    range (the shared fdd.sds_t_min/sds_t_max where its override is null)."""
+    shared = (fdd.sds_t_min, fdd.sds_t_max)
+    if fdd.edit_sds_t_range is None and fdd.video_sds_t_range is None:
+        lo, hi = t_range(T, *shared)
+        t = torch.randint(lo, hi + 1, (B,), generator=generator)
+        return t, t
+    draws = []
+    for override in (fdd.edit_sds_t_range, fdd.video_sds_t_range):
+        lo, hi = t_range(T, *(override if override is not None else shared))
+        draws.append(torch.randint(lo, hi + 1, (B,), generator=generator))
+    return draws[0], draws[1]
+
+
 def edit_pairs(out: Tensor, src: Tensor, frames: Tensor) -> tuple[Tensor, Tensor]:
     """[B, F, 3, H, W] x2 -> ([(B f), 3, H, W], [(B f), 3, H, W]) for the chosen frames."""
     return out[:, frames].flatten(0, 1), src[:, frames].flatten(0, 1)
 
 
-def augment_pairs(out: Tensor, src: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-    pair = diff_augment(torch.stack([out, src], 1), generator)
+def augment_pairs(out: Tensor, src: Tensor, generator: torch.Generator,
+                  augment: Augment = Augment()) -> tuple[Tensor, Tensor]:
+    """Augment (output, input) pairs with one set of parameters per pair."""
+    pair = augment(torch.stack([out, src], 1), generator)
     return pair[:, 0], pair[:, 1]
+
+
+def disc_frame_choice(F: int, n: int | None, first_frame: bool, generator: torch.Generator) -> list[int]:
+    """Frames of each clip fed to D_e (OQ-21): all allowed ones, or a random subset of n of them. Frame 0 is allowed
+    only with first_frame: it is the known f1 in both the student's clip and the teacher's, so fake == real there."""
+    allowed = list(range(0 if first_frame else 1, F))
+    if not n or n >= len(allowed):
+        return allowed
+    return sorted(allowed[i] for i in torch.randperm(len(allowed), generator=generator)[:n].tolist())
 
 
 def rms(x: Tensor) -> float:
@@ -88,12 +124,13 @@ class FddGenerator(nn.Module):
     """The student's turn. Only the LoRA inside `model` is trainable."""
 
     def __init__(self, model: EveModel, fdd, discriminators: tuple[EditDiscriminator, VideoDiscriminator] | None,
-                 generator: torch.Generator):
+                 generator: torch.Generator, augment: Augment = Augment()):
         super().__init__()
         self.model = model
         self.fdd = fdd
         self._discs = discriminators  # a tuple attribute: not registered, so not part of this module's parameters
         self.gen = generator
+        self.augment = augment  # used when fdd.augment
 
     def forward(self, b: Batch, adversarial: bool) -> dict:
         m, f = self.model, self.fdd
@@ -115,25 +152,34 @@ class FddGenerator(nn.Module):
         loss = x0.new_zeros(())
         free = (~mask).to(dev, x0.dtype).view(1, F, 1, 1, 1)  # frames the student actually generates
 
-        # 2. SDS from both teachers, one shared (t, eps) (paper §3.2).
+        # 2. SDS from both teachers, one shared (t, eps) (paper §3.2; separate t only with per-teacher ranges).
         if f.use_sds:
-            t = torch.randint(int(f.sds_t_min * T), int(f.sds_t_max * T) + 1, (B,), generator=self.gen).to(dev)
+            t_e, t_v = sds_timesteps(B, T, f, self.gen)
+            split = t_v is not t_e
+            t_e = t_e.to(dev)
+            t_v = t_v.to(dev) if split else t_e
             eps = torch.randn(shape, generator=self.gen).to(dev)
-            xt = m.schedule.add_noise(x0.detach(), eps, t)
+            xt_e = m.schedule.add_noise(x0.detach(), eps, t_e)
+            xt_v = m.schedule.add_noise(x0.detach(), eps, t_v) if split else xt_e
             with torch.no_grad():
-                x0_e = m.guided_x0(xt, t, Cond(b.caption, b.instruction, b.frames, b.task), Role.EDIT_TEACHER,
+                x0_e = m.guided_x0(xt_e, t_e, Cond(b.caption, b.instruction, b.frames, b.task), Role.EDIT_TEACHER,
                                    text_scale=f.edit_guidance, image_scale=f.edit_image_guidance)
                 known_t = Known(known.latents, mask, eps)  # the known frame noised with the same eps
-                x0_v = m.guided_x0(xt, t, Cond(b.caption, known=known_t), Role.VIDEO_TEACHER, text_scale=f.video_guidance)
-                eps_e = m.schedule.eps_from_x0(xt, x0_e, t)
-                eps_v = m.schedule.eps_from_x0(xt, x0_v, t)
-            a, s = m.schedule.coefficients(t, x0)
-            w = sds_weight(a, s, f.sds_weighting)
-            sds_e, g_e = sds_loss(x0, eps_e, eps, w, free)
-            sds_v, g_v = sds_loss(x0, eps_v, eps, w, free)
+                x0_v = m.guided_x0(xt_v, t_v, Cond(b.caption, known=known_t), Role.VIDEO_TEACHER,
+                                   text_scale=f.video_guidance)
+                eps_e = m.schedule.eps_from_x0(xt_e, x0_e, t_e)
+                eps_v = m.schedule.eps_from_x0(xt_v, x0_v, t_v)
+            sds_e, g_e = sds_loss(x0, eps_e, eps, sds_weight(*m.schedule.coefficients(t_e, x0), f.sds_weighting), free)
+            sds_v, g_v = sds_loss(x0, eps_v, eps, sds_weight(*m.schedule.coefficients(t_v, x0), f.sds_weighting), free)
+            logs |= {"gnorm_sds_edit": rms(g_e), "gnorm_sds_video": rms(g_v), "t_sds": t_e.float().mean().item()}
+            if split:
+                logs |= {"t_sds": torch.cat([t_e, t_v]).float().mean().item(),
+                         "t_sds_edit": t_e.float().mean().item(), "t_sds_video": t_v.float().mean().item()}
+            if f.sds_noise_control:  # the control: same RMS, no direction (per teacher, this step)
+                sds_e = sds_surrogate(x0, rms_matched_noise(g_e, free, self.gen))
+                sds_v = sds_surrogate(x0, rms_matched_noise(g_v, free, self.gen))
             loss = loss + f.alpha * f.lam * sds_e + f.beta * f.lam * sds_v
-            logs |= {"sds_edit": float(sds_e.detach()), "sds_video": float(sds_v.detach()),
-                     "gnorm_sds_edit": rms(g_e), "gnorm_sds_video": rms(g_v), "t_sds": t.float().mean().item()}
+            logs |= {"sds_edit": float(sds_e.detach()), "sds_video": float(sds_v.detach())}
 
         # 3. Adversarial generator terms on decoded frames (paper §3.2, after the SDS-only phase).
         fake = None
@@ -144,8 +190,8 @@ class FddGenerator(nn.Module):
             out, src = edit_pairs(fake, b.frames, idx)
             video = fake
             if f.augment:
-                out, src = augment_pairs(out, src, self.gen)
-                video = diff_augment(fake, self.gen)
+                out, src = augment_pairs(out, src, self.gen, self.augment)
+                video = self.augment(fake, self.gen)
             logit_e = d_e(out, src, b.instruction_pooled.repeat_interleave(len(idx), 0))
             logit_v = d_v(video, b.caption_pooled)
             g_edit, g_video = hinge_g_loss(logit_e, f.gen_loss), hinge_g_loss(logit_v, f.gen_loss)
@@ -155,33 +201,34 @@ class FddGenerator(nn.Module):
         return {"loss": loss, "x0": x0.detach(), "fake": None if fake is None else fake.detach(), "logs": logs}
 
     def disc_frames(self, F: int) -> list[int]:
-        """Frames of each clip fed to D_e (OQ-21): all, or a random subset of fdd.disc_frames."""
-        n = self.fdd.disc_frames
-        if not n or n >= F:
-            return list(range(F))
-        return sorted(torch.randperm(F, generator=self.gen)[:n].tolist())
+        """Frames of each clip fed to D_e in both turns (OQ-21; fdd.disc_frames, fdd.disc_first_frame)."""
+        return disc_frame_choice(F, self.fdd.disc_frames, self.fdd.disc_first_frame, self.gen)
 
 
 class FddDiscriminator(nn.Module):
     """The critic turn: both discriminators' hinge losses and R1 (paper §3.2; ADD §3.2)."""
 
-    def __init__(self, edit: EditDiscriminator, video: VideoDiscriminator, fdd, generator: torch.Generator):
+    def __init__(self, edit: EditDiscriminator, video: VideoDiscriminator, fdd, generator: torch.Generator,
+                 augment: Augment = Augment()):
         super().__init__()
         self.edit, self.video = edit, video
         self.fdd = fdd
         self.gen = generator
+        self.augment = augment  # used when fdd.augment
 
-    def forward(self, fake: Tensor, real_edit: Tensor, real_video: Tensor, b: Batch, frames: list[int]) -> dict:
-        """fake, real_edit, real_video: decoded pixels [B, F, 3, H, W] (no grad into the student)."""
+    def forward(self, fake: Tensor, real_edit: Tensor, real_video: Tensor, b: Batch, frames: list[int],
+                fake_video: Tensor | None = None) -> dict:
+        """fake, real_edit, real_video: decoded pixels [B, F, 3, H, W] (no grad into the student). fake_video, when
+        given, is D_v's fake instead of `fake` (bench/disc_probe.py's teacher-against-teacher probe)."""
         f = self.fdd
         text_e = b.instruction_pooled.repeat_interleave(len(frames), 0)
         fake_out, fake_src = edit_pairs(fake, b.frames, frames)
         real_out, real_src = edit_pairs(real_edit, b.frames, frames)
-        fake_v, real_v = fake, real_video
+        fake_v, real_v = (fake if fake_video is None else fake_video), real_video
         if f.augment:
-            fake_out, fake_src = augment_pairs(fake_out, fake_src, self.gen)
-            real_out, real_src = augment_pairs(real_out, real_src, self.gen)
-            fake_v, real_v = diff_augment(fake_v, self.gen), diff_augment(real_v, self.gen)
+            fake_out, fake_src = augment_pairs(fake_out, fake_src, self.gen, self.augment)
+            real_out, real_src = augment_pairs(real_out, real_src, self.gen, self.augment)
+            fake_v, real_v = self.augment(fake_v, self.gen), self.augment(real_v, self.gen)
         r1 = f.r1_gamma > 0
         feats_e = self._leaf_features(real_out) if r1 else None
         feats_v = self._leaf_features(real_v.flatten(0, 1)) if r1 else None

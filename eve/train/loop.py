@@ -27,6 +27,8 @@ from eve.models.discriminator import DinoFeatures, EditDiscriminator, VideoDiscr
 from eve.models.loading import load_timm
 from eve.models.lora import EVE_LORA_NAME, export_diffusers_lora, load_lora_into, lora_parameters, save_lora
 from eve.train import checkpoint
+from eve.train.augment import Augment
+from eve.train.ema import Ema, load_trained_state, trained_state
 from eve.train.fdd import Batch, FddDiscriminator, FddGenerator
 from eve.train.real_samples import RealSampleCache, cache_dir, datapoint_key, row_generator, teacher_fingerprint
 from eve.train.real_samples import teacher_samples
@@ -68,6 +70,20 @@ def validate(cfg) -> None:
         raise EveError(f"fdd.k must be >= 1, got {f.k}")
     if not 0 <= f.sds_t_min < f.sds_t_max <= 1:
         raise EveError(f"fdd.sds_t_min/sds_t_max must satisfy 0 <= min < max <= 1, got {f.sds_t_min}, {f.sds_t_max}")
+    for name in ("edit_sds_t_range", "video_sds_t_range"):
+        rng = getattr(f, name)
+        if rng is not None and not (len(rng) == 2 and 0 <= rng[0] < rng[1] <= 1):
+            raise EveError(f"fdd.{name} must be null or [min, max] with 0 <= min < max <= 1, got {list(rng)}")
+    if not 0 <= f.ema_decay < 1:
+        raise EveError(f"fdd.ema_decay must be in [0, 1) (0 = off), got {f.ema_decay}")
+    d = cfg.disc
+    if not 0 <= d.translate_fraction <= 0.5:
+        raise EveError(f"disc.translate_fraction must be in [0, 0.5], got {d.translate_fraction}")
+    if not 0 <= d.cutout_fraction < 1:
+        raise EveError(f"disc.cutout_fraction must be in [0, 1), got {d.cutout_fraction}")
+    if f.use_adversarial and not f.disc_first_frame and cfg.model.num_frames < 2:
+        raise EveError(f"model.num_frames={cfg.model.num_frames} leaves D_e no frame besides the known frame 0 "
+                       "(set fdd.disc_first_frame=true or use more frames)")
     if not (f.use_sds or f.use_adversarial):
         raise EveError("fdd.use_sds and fdd.use_adversarial are both false: nothing to train")
     if r.batch_size % r.micro_batch:
@@ -120,8 +136,10 @@ def build_parts(cfg, device, seed: int = 0) -> Parts:
         discs = (EditDiscriminator(features, text_dim, d.channels, d.cmap_dim, d.heads).to(device),
                  VideoDiscriminator(features, text_dim, d.channels, d.cmap_dim, d.heads, cfg.model.num_frames).to(device))
     heads = list({id(p): p for m in (discs or ()) for p in m.parameters() if p.requires_grad}.values())
-    return Parts(model, lora, discs, heads, gen, FddGenerator(model, cfg.fdd, discs, gen),
-                 FddDiscriminator(*discs, cfg.fdd, gen) if discs else None)
+    d = cfg.disc
+    aug = Augment(colour=d.augment_colour, translate=d.translate_fraction, cutout=d.cutout_fraction)
+    return Parts(model, lora, discs, heads, gen, FddGenerator(model, cfg.fdd, discs, gen, aug),
+                 FddDiscriminator(*discs, cfg.fdd, gen, aug) if discs else None)
 
 
 def train(cfg) -> Path:
@@ -155,13 +173,17 @@ def train(cfg) -> Path:
     if critic_step is not None:
         critic_step, opt_d = acc.prepare(critic_step, opt_d)
 
-    # Resume
+    # Resume (the LoRA file holds the EMA when the run kept one; train_state then holds the trained weights)
+    ema = Ema(lora, cfg.fdd.ema_decay) if cfg.fdd.ema_decay > 0 else None
     cursor = Cursor(len(rows), run.seed)
     start = 0
     ckpt = checkpoint.find_resume(out, run.resume)
     if ckpt is not None:
         state, tensors = checkpoint.load_state(ckpt)
         load_lora_into(model.unet, ckpt / EVE_LORA_NAME)
+        if ema is not None:
+            ema.reset()
+        load_trained_state(model.unet, tensors, "student")
         opt_g.load_state_dict(checkpoint.unflatten_optimizer(tensors, state["optimizers"]["opt_g"], "opt_g"))
         if discs and (ckpt / "discriminator.safetensors").is_file():
             from safetensors.torch import load_file
@@ -221,6 +243,8 @@ def train(cfg) -> Path:
                 saved.append((b, fake))
         gnorm = acc.clip_grad_norm_(lora, cfg.optim.grad_clip) if cfg.optim.grad_clip > 0 else _grad_norm(lora)
         opt_g.step()
+        if ema is not None:
+            ema.update()
         if critic:
             _requires_grad(discs, True)
             opt_d.zero_grad(set_to_none=True)
@@ -242,13 +266,14 @@ def train(cfg) -> Path:
                 fh.write(json.dumps(row) + "\n")
             bar.set_postfix(loss=f"{row.get('loss_g', 0):.4f}", phase=row["phase"])
         if acc.is_main_process and run.sample_every and ((step + 1) % run.sample_every == 0 or step + 1 == run.steps):
-            save_sample_grid(out / "samples" / f"step_{step + 1:06d}.png", model, prepare(sample_raw, False),
-                             cfg.fdd.k, run.seed)
+            with ema.applied() if ema is not None else nullcontext():  # the student as it is exported
+                save_sample_grid(out / "samples" / f"step_{step + 1:06d}.png", model, prepare(sample_raw, False),
+                                 cfg.fdd.k, run.seed)
         if (step + 1) % run.save_every == 0 or step + 1 == run.steps:
             _check_replicas(acc, lora + head_params)
             acc.wait_for_everyone()
             if acc.is_main_process:
-                last = _save(cfg, out, step + 1, model, discs, opt_g, opt_d, gen, rank, cursor)
+                last = _save(cfg, out, step + 1, model, discs, opt_g, opt_d, gen, rank, cursor, ema)
     bar.close()
     if pool:
         pool.shutdown()
@@ -292,12 +317,15 @@ def _teacher_latents(cfg, model, rows, raw, frames, cache, fingerprint, gen, nee
     return torch.stack(edits).to(frames.device), torch.stack(videos).to(frames.device) if need_real else None
 
 
-def _save(cfg, out, step, model, discs, opt_g, opt_d, gen, rank, cursor) -> Path:
+def _save(cfg, out, step, model, discs, opt_g, opt_d, gen, rank, cursor, ema: Ema | None) -> Path:
+    """A checkpoint whose LoRA files hold the student to use (the EMA when kept) and whose train state holds what
+    resuming needs (then also the trained LoRA)."""
     cfg_yaml = to_yaml(cfg)
 
     def write_lora(folder: Path) -> None:
-        save_lora(model.unet, folder / EVE_LORA_NAME, config_yaml=cfg_yaml, extra={"step": step})
-        export_diffusers_lora(model.unet, folder / "diffusers")
+        with ema.applied() if ema is not None else nullcontext():
+            save_lora(model.unet, folder / EVE_LORA_NAME, config_yaml=cfg_yaml, extra={"step": step})
+            export_diffusers_lora(model.unet, folder / "diffusers")
 
     disc_state = {}
     for name, d in zip(("edit", "video"), discs or ()):
@@ -305,7 +333,8 @@ def _save(cfg, out, step, model, discs, opt_g, opt_d, gen, rank, cursor) -> Path
     optimizers = {"opt_g": opt_g} | ({"opt_d": opt_d} if opt_d is not None else {})
     return checkpoint.save(out, step, write_lora=write_lora, disc_state=disc_state, optimizers=optimizers,
                            rng={f"gen{rank}": gen.get_state()}, state={"cursor": cursor.state()},
-                           keep_last=cfg.run.keep_last)
+                           keep_last=cfg.run.keep_last,
+                           tensors=trained_state(model.unet, "student") if ema is not None else None)
 
 
 def _check_replicas(acc, params) -> None:

@@ -33,8 +33,9 @@ def edit_rows(model: EveModel, batch, k: int, seed: int) -> list[torch.Tensor]:
     return rows
 
 
-def grid_image(rows: list[torch.Tensor], scale: int = 1) -> Image.Image:
-    """Rows of clips [F, 3, H, W] -> one RGB image, 2-pixel gaps."""
+def grid_image(rows: list[torch.Tensor], scale: int = 1, labels: list[str] | None = None) -> Image.Image:
+    """Rows of clips [F, 3, H, W] -> one RGB image, 2-pixel gaps; labels (one per row) are written in a margin
+    on the left, after scaling, so they stay legible."""
     F, _, H, W = rows[0].shape
     gap = 2
     canvas = np.full((len(rows) * (H + gap) - gap, F * (W + gap) - gap, 3), 255, np.uint8)
@@ -42,7 +43,18 @@ def grid_image(rows: list[torch.Tensor], scale: int = 1) -> Image.Image:
         for f, frame in enumerate(to_uint8(clip)):
             canvas[r * (H + gap) : r * (H + gap) + H, f * (W + gap) : f * (W + gap) + W] = frame
     img = Image.fromarray(canvas)
-    return img.resize((img.width * scale, img.height * scale), Image.NEAREST) if scale > 1 else img
+    img = img.resize((img.width * scale, img.height * scale), Image.NEAREST) if scale > 1 else img
+    if not labels:
+        return img
+    from PIL import ImageDraw
+
+    margin = 8 + 7 * max(len(t) for t in labels)
+    out = Image.new("RGB", (img.width + margin, img.height), "white")
+    out.paste(img, (margin, 0))
+    draw = ImageDraw.Draw(out)
+    for r, text in enumerate(labels):
+        draw.text((4, r * (H + gap) * scale + H * scale // 2 - 5), text, fill="black")
+    return out
 
 
 def save_sample_grid(path: str | os.PathLike, model: EveModel, batch, k: int, seed: int) -> Path:

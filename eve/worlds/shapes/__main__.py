@@ -12,11 +12,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m eve.worlds.shapes")
     sub = ap.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("train-teachers", help="train the backbone, edit adapter, video adapter and feature net")
-    t.add_argument("--out", default="data/shapes/teachers")
+    t.add_argument("--out", default="runs/shapes/teachers", help="the committed set is data/shapes/teachers")
     t.add_argument("--scale", type=float, default=1.0, help="multiply every stage's step count (smoke runs: 0.001)")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--only", choices=["autoencoder", "backbone", "controlnet", "video", "features"],
+                   help="one stage (its inputs must exist): the adapters can train in parallel processes")
     d = sub.add_parser("data", help="write the FDD dataset (source clips + 7 instructions each, no edited video)")
-    d.add_argument("--out", default="data/shapes/fdd")
+    d.add_argument("--out", default="runs/shapes/fdd", help="the committed set is data/shapes/fdd")
     d.add_argument("--clips", type=int, default=100)
     d.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
@@ -28,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.cmd == "train-teachers":
         from eve.worlds.shapes.teachers import train_teachers
 
-        print(train_teachers(args.out, scale=args.scale, seed=args.seed))
+        print(train_teachers(args.out, scale=args.scale, seed=args.seed, only=args.only))
     return 0
 
 

@@ -1,24 +1,16 @@
 """Evaluation against the shapes world's ground truth, batched over test items.
 
-Rows ("methods"): the edit teacher per frame, the video teacher from the edited first frame, plug-and-play and the
-FDD student (or any LoRA: ablations) at k and at many steps, and a long clip through the sliding windows. Every
-row of one seed shares the same edited first frame f1 per item (the edit teacher's), so rows differ only by how
-they edit the rest of the clip.
-
-Metrics per item (all frames of the clip):
-* psnr: against the ground-truth edited video (not for "add", whose placement is free);
-* success: fraction of frames the parser reads as the target scene (style, background, object count, colours,
-  stripes, positions within 2.5 px; for "add", a second object of the requested colour anywhere);
-* temporal: | mean frame-to-frame change of the edit - that of the ground truth | (lower is better);
-* structure: mean distance (px) between the object's track in the edited clip and in the source clip, both read by
-  the parser (not for "remove"); a frame where the object is not found counts 8 px;
-* combined = mean of success, clip((psnr - 10) / 20, 0, 1), exp(-temporal / 0.05), exp(-structure / 2), over the
-  metrics an item has. Defined before any result was seen; see README.
+Rows ("methods"): the edit teacher per frame, the video teacher from the first frame, plug-and-play and the FDD
+student (or any LoRA: ablations) at any step count and guidance, and long clips through the sliding windows. A clip
+row starts from a first frame f1 that is either the edit teacher's edit of frame 0 ("edited", shared by every row of
+one seed, as the paper's pipeline does) or the ground truth's frame 0 ("oracle"), so that the first-frame edit does
+not cap every comparison. Metrics: `measure.clip_metrics`. Every row also reports its cost: NFE (network
+evaluations per clip, the f1 edit included where it is needed) and seconds per clip (batched, this machine).
 """
 
 from __future__ import annotations
 
-import math
+import time
 from dataclasses import dataclass
 
 import pandas as pd
@@ -32,10 +24,10 @@ from eve.models.composed import Cond, EveModel, Role
 from eve.models.lora import has_lora, load_lora
 from eve.tasks import task_id
 from eve.worlds.shapes import world as W
-from eve.worlds.shapes.data import Item
-from eve.worlds.shapes.parser import matches, parse, track
+from eve.worlds.shapes.data import Item, items
+from eve.worlds.shapes.measure import clip_metrics
 
-MISSING_PX = 8.0
+METRICS = ("combined", "success", "warp", "psnr", "contrast", "nfe", "sec_per_clip")
 
 
 @dataclass(frozen=True)
@@ -44,47 +36,33 @@ class Method:
     kind: str  # "edit_teacher" | "video_teacher" | "clip" (plug-and-play or a LoRA student, sliding windows)
     steps: int
     lora: str | None = None  # a LoRA checkpoint for kind "clip"; None = plug-and-play
-    frames: int = 8  # clip length (> model.num_frames: several windows)
+    frames: int = W.NUM_FRAMES  # clip length (> model.num_frames: several windows)
+    first: str = "edited"  # f1: "edited" (the edit teacher's) or "oracle" (the ground truth's frame 0)
+    text_scale: float = 1.0
+    image_scale: float = 1.0
 
 
-def psnr(x: Tensor, y: Tensor) -> float:
-    mse = float(((x - y) / 2).pow(2).mean())  # pixels in [-1, 1] -> [0, 1]
-    return 10 * math.log10(1 / max(mse, 1e-10))
+class Counter:
+    """Counts calls of the composed model (one call = one network evaluation of a batch)."""
 
+    def __init__(self, model: EveModel):
+        self.n = 0
+        model.register_forward_pre_hook(self._hook)
 
-def frame_change(v: Tensor) -> float:
-    return float((v[1:] - v[:-1]).abs().mean()) if v.shape[0] > 1 else 0.0
-
-
-def item_metrics(video: Tensor, item: Item, source: Tensor, target: Tensor) -> dict:
-    """video, source, target: [F, 3, S, S] in [-1, 1]."""
-    F = video.shape[0]
-    out = {"success": sum(matches(parse(video[t]), item.target, t, added=item.added) for t in range(F)) / F,
-           "temporal": abs(frame_change(video) - frame_change(target))}
-    if item.task != "add":
-        out["psnr"] = psnr(video, target)
-    if item.task != "remove":
-        found = track(video, item.target.objects[0].colour)
-        reference = track(source, item.source.objects[0].colour)
-        dist = [MISSING_PX if c is None or r is None else math.dist(c, r) for c, r in zip(found, reference)]
-        out["structure"] = sum(dist) / F
-    parts = [out["success"], math.exp(-out["temporal"] / 0.05)]
-    if "psnr" in out:
-        parts.append(min(1.0, max(0.0, (out["psnr"] - 10) / 20)))
-    if "structure" in out:
-        parts.append(math.exp(-out["structure"] / 2))
-    out["combined"] = sum(parts) / len(parts)
-    return out
+    def _hook(self, *_):
+        self.n += 1
 
 
 class Evaluator:
-    """Runs methods over items for one seed; f1 is computed once and shared by every row."""
+    """Runs methods over items for one seed. f1 (edited) is computed once per seed and shared by every row."""
 
     def __init__(self, model: EveModel, *, teacher_steps: int, teacher_guidance: float, teacher_image_guidance: float,
-                 video_guidance: float, spacing: str = "trailing", batch: int = 64):
+                 spacing: str = "trailing", batch: int = 64):
         self.m = model
-        self.teacher_steps, self.tg, self.tig, self.vg = teacher_steps, teacher_guidance, teacher_image_guidance, video_guidance
+        self.teacher_steps, self.tg, self.tig = teacher_steps, teacher_guidance, teacher_image_guidance
         self.spacing, self.batch = spacing, batch
+        self.calls = Counter(model)
+        self.f1_nfe = 0
         self._lora: str | None = None
         self.keep: set[tuple[int, str]] = set()  # (clip, task) items whose videos are kept for grids
         self.kept: dict[tuple[str, int, str], Tensor] = {}
@@ -97,73 +75,108 @@ class Evaluator:
         return Cond(m.encode_text([it.caption for it in chunk]), m.encode_text([it.instruction for it in chunk]),
                     task=torch.tensor([task_id(it.task) for it in chunk], device=m.device))
 
+    def _chunks(self, items):
+        return [items[i : i + self.batch] for i in range(0, len(items), self.batch)]
+
     @torch.no_grad()
     def first_frames(self, items: list[Item], seed: int) -> Tensor:
-        out = []
+        """The edit teacher's edits of frame 0, latents [N, C, h, w]; sets f1_nfe (per clip)."""
+        self._use_lora(None)
+        out, before = [], self.calls.n
         for c, chunk in enumerate(self._chunks(items)):
             src0 = torch.stack([W.render(it.source, 0) for it in chunk])[:, None].to(self.m.device)
             gen = torch.Generator().manual_seed(seed * 7919 + c)
             out.append(edit_first_frame(self.m, src0, self._cond(chunk), steps=self._steps(self.teacher_steps),
                                         text_scale=self.tg, image_scale=self.tig, generator=gen))
+        self.f1_nfe = (self.calls.n - before) // max(1, len(self._chunks(items)))
         return torch.cat(out)
 
-    def _chunks(self, items):
-        return [items[i : i + self.batch] for i in range(0, len(items), self.batch)]
+    @torch.no_grad()
+    def oracle_first_frames(self, items: list[Item]) -> Tensor:
+        gt0 = torch.stack([W.render(it.target, 0) for it in items])[:, None].to(self.m.device)
+        return self.m.encode_video(gt0)[:, 0]
 
     def _use_lora(self, path: str | None) -> None:
         if path == self._lora:
             return
-        if path is None:
-            if has_lora(self.m.unet):
-                self.m.unet.delete_adapters("student")
-        else:
+        if has_lora(self.m.unet):
+            self.m.unet.delete_adapters("student")
+        if path is not None:
             load_lora(self.m.unet, path)
         self.m._lora_on = None
         self._lora = path
 
+    def _generate(self, method: Method, chunk: list[Item], src: Tensor, f1: Tensor, gen: torch.Generator) -> Tensor:
+        m, steps = self.m, self._steps(method.steps)
+        base = self._cond(chunk)
+        scales = dict(text_scale=method.text_scale, image_scale=method.image_scale)
+        if method.kind == "edit_teacher":  # every frame edited on its own
+            cond = Cond(base.caption, base.instruction, src, base.task)
+            shape = (len(chunk), src.shape[1], m.latent_channels, *[s // m.codec.scale_factor for s in src.shape[-2:]])
+            x = torch.randn(shape, generator=gen).to(m.device)
+            return sample(m.denoiser(cond, Role.EDIT_TEACHER, **scales), x, steps, m.schedule)
+        if method.kind == "video_teacher":  # the caption and f1 only, never the input clip
+            return edit_windows(m, src, Cond(base.caption), f1, steps=steps, overlap=1, role=Role.VIDEO_TEACHER,
+                                generator=gen, text_scale=method.text_scale)
+        role = Role.STUDENT if method.lora else Role.PLUG_AND_PLAY
+        return edit_windows(m, src, base, f1, steps=steps, overlap=1, role=role, generator=gen, **scales)
+
     @torch.no_grad()
-    def run(self, method: Method, items: list[Item], first: Tensor, seed: int) -> list[dict]:
-        m = self.m
+    def run(self, method: Method, items: list[Item], edited_f1: Tensor | None, seed: int) -> list[dict]:
+        """Metric rows, one per item. edited_f1: latents [N, C, h, w] for rows with first="edited"."""
         self._use_lora(method.lora if method.kind == "clip" else None)
         rows = []
         for c, chunk in enumerate(self._chunks(items)):
-            F = method.frames
-            src = torch.stack([W.render_video(it.source, F) for it in chunk]).to(m.device)
-            f1 = first[c * self.batch : c * self.batch + len(chunk)]
-            base = self._cond(chunk)
-            gen = torch.Generator().manual_seed(seed * 104729 + c)
-            steps = self._steps(method.steps)
-            if method.kind == "edit_teacher":  # every frame edited on its own
-                cond = Cond(base.caption, base.instruction, src, base.task)
-                x = torch.randn(len(chunk), F, *f1.shape[1:], generator=gen).to(m.device)
-                den = m.denoiser(cond, Role.EDIT_TEACHER, text_scale=self.tg, image_scale=self.tig)
-                lat = sample(den, x, steps, m.schedule)
-            elif method.kind == "video_teacher":  # the caption and f1 only, never the input clip
-                lat = edit_windows(m, src, Cond(base.caption), f1, steps=steps, overlap=1, role=Role.VIDEO_TEACHER,
-                                   text_scale=self.vg, generator=gen)
+            src = torch.stack([W.render_video(it.source, method.frames) for it in chunk]).to(self.m.device)
+            if method.kind == "edit_teacher":  # frame 0 too is edited on its own
+                f1, f1_nfe = None, 0
+            elif method.first == "oracle":
+                f1, f1_nfe = self.oracle_first_frames(chunk), 0
             else:
-                role = Role.STUDENT if method.lora else Role.PLUG_AND_PLAY
-                lat = edit_windows(m, src, base, f1, steps=steps, overlap=1, role=role, generator=gen)
-            video = m.decode_video(lat).clamp(-1, 1).cpu()
+                f1, f1_nfe = edited_f1[c * self.batch : c * self.batch + len(chunk)], self.f1_nfe
+            gen = torch.Generator().manual_seed(seed * 104729 + c)
+            before, t0 = self.calls.n, time.perf_counter()
+            video = self.m.decode_video(self._generate(method, chunk, src, f1, gen)).clamp(-1, 1).cpu()
+            seconds = (time.perf_counter() - t0) / len(chunk)
+            nfe = self.calls.n - before + f1_nfe
             for j, it in enumerate(chunk):
                 if (it.clip, it.task) in self.keep:
                     self.kept[(method.name, it.clip, it.task)] = video[j]
-                target = W.render_video(it.target, F)
-                rows.append({"method": method.name, "seed": seed, "clip": it.clip, "task": it.task,
-                             **item_metrics(video[j], it, src[j].cpu(), target)})
+                rows.append({"method": method.name, "seed": seed, "clip": it.clip, "task": it.task, "nfe": nfe,
+                             "sec_per_clip": seconds,
+                             **clip_metrics(video[j], it.task, it.source, it.target, it.added)})
         return rows
+
+
+VALIDATION_SEED = 424_242  # guidance sweeps: clips from the training side of the split (not FDD's data seed)
+GUIDANCE_GRID = ((1.0, 1.0), (2.0, 1.0), (2.0, 1.5), (3.0, 1.5))
+
+
+def best_guidance(ev: Evaluator, k: int, *, clips: int = 21, log=print) -> tuple[float, float]:
+    """Plug-and-play's (text, image) guidance with the best combined score at k steps on validation clips (the
+    training side of the split, never the test set), from the oracle first frame."""
+    val = items(VALIDATION_SEED, clips, all_tasks=False)
+    scores = {}
+    for ts, ims in GUIDANCE_GRID:
+        rows = ev.run(Method("sweep", "clip", k, first="oracle", text_scale=ts, image_scale=ims), val, None, 0)
+        scores[(ts, ims)] = sum(r["combined"] for r in rows) / len(rows)
+        log(f"plug-and-play guidance text {ts} image {ims}: combined {scores[(ts, ims)]:.3f} on {clips} validation clips")
+    return max(scores, key=scores.get)
 
 
 def summarise(rows: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(overall: method x metric, mean and spread over seeds; per task: method x task combined score)."""
     df = pd.DataFrame(rows)
-    metrics = [c for c in ("combined", "success", "psnr", "temporal", "structure") if c in df]
+    metrics = [c for c in METRICS if c in df]
     per_seed = df.groupby(["method", "seed"], sort=False)[metrics].mean()
     mean = per_seed.groupby("method", sort=False).mean()
     spread = per_seed.groupby("method", sort=False).std().fillna(0.0)
-    overall = mean.copy()
+    overall = mean.copy().astype(object)
     for c in metrics:
-        overall[c] = [f"{a:.3f} ± {b:.3f}" for a, b in zip(mean[c], spread[c])]
+        if c in ("nfe", "sec_per_clip"):
+            overall[c] = [f"{a:.0f}" if c == "nfe" else f"{a:.3f}" for a in mean[c]]
+        else:
+            overall[c] = [f"{a:.3f} ± {b:.3f}" for a, b in zip(mean[c], spread[c])]
     per_task = df.pivot_table(index="method", columns="task", values="combined", aggfunc="mean", sort=False)
     return overall, per_task
 

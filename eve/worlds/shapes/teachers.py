@@ -1,18 +1,21 @@
-"""Train the shapes world's frozen parts from scratch, each with only the data its role may see (issue: "the
-world's stand-ins"), and save them in the same diffusers / transformers / timm layouts as real weights:
+"""Train the shapes world's frozen parts from scratch, each with only the data its role may see (issue 9), and save
+them in the same diffusers / transformers / timm layouts as real weights (architectures: `nets.py`):
 
-1. backbone: a word-level CLIP tokenizer over the world's vocabulary, a CLIPTextModel and a pixel-space
-   UNet2DConditionModel trained together on (frame, caption) pairs, v-prediction with zero-terminal SNR;
-2. edit adapter: a ControlNetModel initialised from copies of the backbone's down and middle blocks (paper §3.1),
-   with task embeddings (Emu Edit's task label), trained on image-edit pairs on the frozen backbone;
-3. video adapter: a MotionAdapter (output projections zero-initialised: identity at the start), trained on
-   unlabeled captioned videos on the frozen backbone;
-4. feature network for the discriminators: a small ViT in timm's DINOv2 architecture. No DINOv2 weights exist for
-   this world, so it is trained to read the world's attributes (style, background, colours present, stripes);
-   it is then frozen like DINO.
+1. autoencoder: an AutoencoderKL (downsampling 4, 4 latent channels) on frames of every kind, so the backbone is a
+   latent one like SD's and the adversarial path decodes with gradient;
+2. backbone: a word-level CLIP tokenizer, a CLIPTextModel and a latent UNet2DConditionModel trained together on
+   (frame, caption) pairs of every state an edit can produce; v-prediction with zero-terminal SNR;
+3. edit adapter: a ControlNetModel (copies of the backbone's down and middle blocks, task embeddings) trained on
+   image-edit pairs only, on the frozen backbone;
+4. video adapter: a MotionAdapter and its trained first-frame input, a SparseControlNetModel that sees the known
+   latents concatenated with a frame mask (dropped 10% of the time, as Emu Video conditions on an image), trained
+   together on plain videos only: never a pattern, a style or an edit, so edited content is outside what it has
+   seen, as ip2p edits are for AnimateDiff;
+5. critic features: a small ViT in timm's DINOv2 architecture (patch 4), self-supervised on clean frames by masked
+   patch reconstruction: nothing teaches it invariance to noise, blur or a redrawn pattern.
 
-Each stage uses EMA weights, writes its folder atomically, and is skipped when its folder already exists, so an
-interrupted `train-teachers` resumes at the stage it was in.
+No stage ever sees a held-out scene (`data.draw`). Each stage keeps EMA weights, writes its folder atomically and is
+skipped when its folder exists, so an interrupted `train-teachers` resumes at the stage it was in.
 """
 
 from __future__ import annotations
@@ -32,59 +35,17 @@ from tqdm.auto import tqdm
 
 from eve.diffusion.schedule import NoiseSchedule
 from eve.tasks import TASKS
+from eve.worlds.shapes import nets
 from eve.worlds.shapes import world as W
+from eve.worlds.shapes.data import draw
 
 logger = logging.getLogger(__name__)
 
-TEXT_DIM = 64
-MAX_TOKENS = 24
-BLOCKS = (48, 96, 96)
-DOWN = ("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D")
-UP = ("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D")
-NUM_FRAMES = 8
+KNOWN_DROP = 0.1  # the first-frame input is empty this often (unconditional video generation stays possible)
 
 
 def schedule() -> NoiseSchedule:
     return NoiseSchedule.from_config(prediction_type="v_prediction", zero_terminal_snr=True)
-
-
-def word_tokenizer(words: list[str]):
-    """A CLIPTokenizer whose BPE merges spell every world word as one token (bytes otherwise)."""
-    from transformers import CLIPTokenizer
-    from transformers.convert_slow_tokenizer import bytes_to_unicode
-
-    symbols = list(bytes_to_unicode().values())
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
-    for s in symbols + [s + "</w>" for s in symbols]:
-        vocab[s] = len(vocab)
-    merges = []
-    for w in words:
-        parts = list(w[:-1]) + [w[-1] + "</w>"]
-        cur = parts[0]
-        for nxt in parts[1:]:
-            merges.append((cur, nxt))
-            cur = cur + nxt
-            vocab.setdefault(cur, len(vocab))
-    merges = list(dict.fromkeys(merges))
-    return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=MAX_TOKENS)
-
-
-def text_encoder(vocab_size: int):
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    return CLIPTextModel(CLIPTextConfig(
-        vocab_size=vocab_size, hidden_size=TEXT_DIM, intermediate_size=4 * TEXT_DIM, num_hidden_layers=3,
-        num_attention_heads=4, max_position_embeddings=MAX_TOKENS, projection_dim=TEXT_DIM, bos_token_id=0,
-        eos_token_id=1, pad_token_id=1))
-
-
-def unet():
-    from diffusers import UNet2DConditionModel
-
-    return UNet2DConditionModel(
-        sample_size=W.SIZE, in_channels=3, out_channels=3, block_out_channels=BLOCKS, layers_per_block=1,
-        norm_num_groups=16, cross_attention_dim=TEXT_DIM, attention_head_dim=4, down_block_types=DOWN,
-        up_block_types=UP)
 
 
 class EMA:
@@ -106,8 +67,9 @@ class EMA:
         module.load_state_dict(self.shadow)
 
 
-def encode(tokenizer, encoder, texts: list[str]) -> torch.Tensor:
-    ids = tokenizer(texts, padding="max_length", max_length=MAX_TOKENS, truncation=True, return_tensors="pt").input_ids
+def encode_text(tokenizer, encoder, texts: list[str]) -> torch.Tensor:
+    ids = tokenizer(texts, padding="max_length", max_length=nets.MAX_TOKENS, truncation=True,
+                    return_tensors="pt").input_ids
     return encoder(ids).last_hidden_state
 
 
@@ -115,11 +77,7 @@ def _drop(texts: list[str], p: float, rng: random.Random) -> list[str]:
     return ["" if rng.random() < p else t for t in texts]
 
 
-def _v_loss(pred: torch.Tensor, x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor, s: NoiseSchedule) -> torch.Tensor:
-    return F.mse_loss(pred, s.output_from(x0, eps, t))
-
-
-def optimise(opt: torch.optim.Optimizer, loss: torch.Tensor, params: list, ema: "EMA", module: nn.Module,
+def optimise(opt: torch.optim.Optimizer, loss: torch.Tensor, params: list, ema: EMA | None, module: nn.Module,
              step: int, peak_lr: float, warmup: int = 200) -> None:
     """Linear warm-up to peak_lr, backward, clip at 1, step, EMA update."""
     for g in opt.param_groups:
@@ -128,7 +86,8 @@ def optimise(opt: torch.optim.Optimizer, loss: torch.Tensor, params: list, ema: 
     loss.backward()
     torch.nn.utils.clip_grad_norm_(params, 1.0)
     opt.step()
-    ema.update(module)
+    if ema is not None:
+        ema.update(module)
 
 
 class Stage:
@@ -136,8 +95,8 @@ class Stage:
 
     def __init__(self, root: Path, name: str, steps: int):
         self.final = root / name
-        self.tmp = root / f".{name}.tmp"
-        self.log = root / "logs" / f"{name}.jsonl"
+        self.tmp = self.final.parent / f".{self.final.name}.tmp"
+        self.log = root / "logs" / f"{name.replace('/', '_')}.jsonl"
         self.steps = steps
         self.t0 = time.perf_counter()
 
@@ -148,7 +107,7 @@ class Stage:
     def begin(self, seed: int) -> random.Random:
         """Fresh temporary folder and log; seeds torch; returns the stage's data generator."""
         shutil.rmtree(self.tmp, ignore_errors=True)
-        self.tmp.mkdir(parents=True)
+        self.tmp.mkdir(parents=True)  # also makes the parent (sd/) for the backbone's stages
         self.log.parent.mkdir(parents=True, exist_ok=True)
         self.log.write_text("")
         torch.manual_seed(seed)
@@ -158,42 +117,113 @@ class Stage:
         with open(self.log, "a") as f:
             f.write(json.dumps({"step": step, "seconds": round(time.perf_counter() - self.t0, 1), **values}) + "\n")
 
+    def progress(self, desc: str):
+        return tqdm(range(self.steps), desc=desc, mininterval=10, maxinterval=30)
+
     def finish(self) -> None:
+        self.final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(self.tmp, self.final)
+
+
+def frames(rng: random.Random, n: int) -> tuple[list[W.Scene], torch.Tensor]:
+    """n backbone scenes and one random frame of each, [n, 3, S, S]."""
+    scenes = [draw(W.backbone_scene, rng) for _ in range(n)]
+    return scenes, torch.stack([W.render(sc, rng.randrange(W.NUM_FRAMES)) for sc in scenes])
+
+
+# ---------------------------------------------------------------------------------------------- 1. autoencoder
+
+
+def train_autoencoder(root: Path, steps: int, batch: int, seed: int, init: Path | None = None) -> None:
+    """L1 + L2 reconstruction with a small KL term; the scaling factor makes the latents unit-variance (as SD's).
+    `init`: start from these AutoencoderKL weights (to continue a run) instead of random ones."""
+    from diffusers import AutoencoderKL
+
+    st = Stage(root, "sd/vae", steps)
+    if st.done:
+        return
+    rng = st.begin(seed + 10 + (1 if init else 0))
+    vae = AutoencoderKL.from_pretrained(init) if init else nets.autoencoder()
+    params = list(vae.parameters())
+    opt = torch.optim.AdamW(params, lr=2e-3, weight_decay=0.0)
+    ema = EMA(vae)
+    for step in st.progress("autoencoder"):
+        _, x = frames(rng, batch)
+        post = vae.encode(x).latent_dist
+        y = vae.decode(post.sample()).sample
+        rec = (y - x).abs().mean() + (y - x).pow(2).mean()
+        loss = rec + 1e-6 * post.kl().mean()
+        optimise(opt, loss, params, ema, vae, step, 2e-3, warmup=100)
+        if step % 50 == 0 or step + 1 == steps:
+            st.record(step, loss=float(rec.detach()))
+    ema.copy_to(vae)
+    with torch.no_grad():
+        _, x = frames(rng, 256)
+        z = vae.encode(x).latent_dist.mean
+        y = vae.decode(z).sample
+    vae.register_to_config(scaling_factor=float(1 / z.std()))
+    st.record(steps, psnr_held=float(10 * torch.log10(4 / (y - x).pow(2).mean())), latent_std=float(z.std()))
+    vae.save_pretrained(st.tmp)
+    st.finish()
+
+
+def load_autoencoder(root: Path):
+    from diffusers import AutoencoderKL
+
+    from eve.models.codec import VaeCodec
+
+    vae = AutoencoderKL.from_pretrained(root / "sd", subfolder="vae").requires_grad_(False).eval()
+    return VaeCodec(vae)
+
+
+def latents(codec, x: torch.Tensor) -> torch.Tensor:
+    """[N, 3, S, S] or [B, F, 3, S, S] pixels -> scaled latents of the same leading shape."""
+    with torch.no_grad():
+        return codec.encode(x[:, None]).squeeze(1) if x.dim() == 4 else codec.encode(x)
+
+
+# ---------------------------------------------------------------------------------------------- 2. backbone
 
 
 def train_backbone(root: Path, steps: int, batch: int, seed: int) -> None:
     from diffusers import DDIMScheduler
 
-    st = Stage(root, "sd", steps)
+    st = Stage(root, "sd/unet", steps)
     if st.done:
         return
     rng = st.begin(seed)
-    tok = word_tokenizer(W.VOCABULARY)
-    te, net = text_encoder(len(tok)), unet()
+    codec = load_autoencoder(root)
+    tok = nets.word_tokenizer(W.VOCABULARY)
+    te, net = nets.text_encoder(len(tok)), nets.unet()
     params = list(te.parameters()) + list(net.parameters())
     opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=0.0)
     s = schedule()
     both = nn.ModuleList([net, te])
     ema = EMA(both)
-    for step in tqdm(range(steps), desc="backbone", mininterval=5):
-        scenes = [W.backbone_scene(rng) for _ in range(batch)]
-        x0 = torch.stack([W.render(sc, rng.randrange(16)) for sc in scenes])
-        h = encode(tok, te, _drop([W.caption(sc) for sc in scenes], 0.1, rng))
+    for step in st.progress("backbone"):
+        scenes, x = frames(rng, batch)
+        x0 = latents(codec, x)
+        h = encode_text(tok, te, _drop([W.caption(sc) for sc in scenes], 0.1, rng))
         t = torch.randint(0, 1000, (batch,))
         eps = torch.randn_like(x0)
-        loss = _v_loss(net(s.add_noise(x0, eps, t), t, h).sample, x0, eps, t, s)
+        loss = F.mse_loss(net(s.add_noise(x0, eps, t), t, h).sample, s.output_from(x0, eps, t))
         optimise(opt, loss, params, ema, both, step, 1e-3)
         if step % 50 == 0 or step + 1 == steps:
             st.record(step, loss=float(loss.detach()))
     ema.copy_to(both)
-    net.save_pretrained(st.tmp / "unet")
-    te.save_pretrained(st.tmp / "text_encoder")
-    tok.save_pretrained(st.tmp / "tokenizer")
+    sd = st.tmp.parent / ".sd-parts.tmp"
+    shutil.rmtree(sd, ignore_errors=True)
+    te.save_pretrained(sd / "text_encoder")
+    tok.save_pretrained(sd / "tokenizer")
     DDIMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
                   prediction_type="v_prediction", rescale_betas_zero_snr=True, timestep_spacing="trailing",
-                  clip_sample=False, set_alpha_to_one=False).save_pretrained(st.tmp / "scheduler")
-    st.finish()
+                  clip_sample=False, set_alpha_to_one=False).save_pretrained(sd / "scheduler")
+    for part in ("text_encoder", "tokenizer", "scheduler"):
+        shutil.rmtree(root / "sd" / part, ignore_errors=True)
+        os.replace(sd / part, root / "sd" / part)
+    shutil.rmtree(sd)
+    net.save_pretrained(st.tmp)
+    st.finish()  # the unet folder last: its presence marks the whole backbone done
 
 
 def load_backbone(root: Path):
@@ -206,43 +236,48 @@ def load_backbone(root: Path):
     return CLIPTokenizer.from_pretrained(sd, subfolder="tokenizer"), te, net
 
 
-def train_controlnet(root: Path, steps: int, batch: int, seed: int) -> None:
-    from diffusers import ControlNetModel
+# ---------------------------------------------------------------------------------------------- 3. edit adapter
 
+
+def edit_pairs(rng: random.Random, n: int) -> tuple[list[int], list[str], list[str], torch.Tensor, torch.Tensor]:
+    """n image-edit pairs from training scenes: (task ids, instructions, output captions, source, target) frames."""
+    tasks, ins, caps, src, tgt = [], [], [], [], []
+    for _ in range(n):
+        scene = draw(W.source_scene, rng)
+        k = rng.randrange(len(TASKS))
+        instruction, target = W.edit(scene, TASKS[k], rng)
+        f = rng.randrange(W.NUM_FRAMES)
+        tasks.append(k), ins.append(instruction), caps.append(W.caption(target))
+        src.append(W.render(scene, f)), tgt.append(W.render(target, f))
+    return tasks, ins, caps, torch.stack(src), torch.stack(tgt)
+
+
+def train_controlnet(root: Path, steps: int, batch: int, seed: int) -> None:
     st = Stage(root, "controlnet", steps)
     if st.done:
         return
     rng = st.begin(seed + 1)
+    codec = load_autoencoder(root)
     tok, te, net = load_backbone(root)
-    cn = ControlNetModel(
-        in_channels=3, block_out_channels=BLOCKS, layers_per_block=1, norm_num_groups=16, cross_attention_dim=TEXT_DIM,
-        attention_head_dim=4, down_block_types=DOWN, conditioning_embedding_out_channels=(16,),
-        num_class_embeds=len(TASKS))
-    missing, _ = cn.load_state_dict(net.state_dict(), strict=False)  # copies of the backbone's down + middle blocks
-    logger.info("controlnet initialised from the backbone; %d tensors new (zero convs, hint encoder, task table)", len(missing))
+    cn = nets.controlnet(net)
     opt = torch.optim.AdamW(cn.parameters(), lr=5e-4)
     ema = EMA(cn)
     s = schedule()
-    for step in tqdm(range(steps), desc="controlnet", mininterval=5):
-        src_scenes = [W.source_scene(rng) for _ in range(batch)]
-        tasks = [rng.randrange(len(TASKS)) for _ in range(batch)]
-        pairs = [W.edit(sc, TASKS[k], rng) for sc, k in zip(src_scenes, tasks)]
-        frames = [rng.randrange(NUM_FRAMES) for _ in range(batch)]
-        src = torch.stack([W.render(sc, f) for sc, f in zip(src_scenes, frames)])
-        x0 = torch.stack([W.render(tgt, f) for (_, tgt), f in zip(pairs, frames)])
+    for step in st.progress("edit adapter"):
+        tasks, ins, caps, src, tgt = edit_pairs(rng, batch)
+        x0 = latents(codec, tgt)
         with torch.no_grad():
-            cap = encode(tok, te, _drop([W.caption(tgt) for _, tgt in pairs], 0.1, rng))
-            ins = encode(tok, te, _drop([i for i, _ in pairs], 0.1, rng))
-        keep = torch.tensor([rng.random() >= 0.05 for _ in range(batch)], dtype=torch.float32)  # image dropout
+            cap = encode_text(tok, te, _drop(caps, 0.1, rng))
+            ins_h = encode_text(tok, te, _drop(ins, 0.1, rng))
+        keep = torch.tensor([rng.random() >= 0.05 for _ in range(batch)], dtype=torch.float32).view(-1, 1, 1, 1)
         t = torch.randint(0, 1000, (batch,))
         eps = torch.randn_like(x0)
         xt = s.add_noise(x0, eps, t)
-        down, mid = cn(xt, t, encoder_hidden_states=ins, controlnet_cond=(src + 1) / 2, class_labels=torch.tensor(tasks),
-                       return_dict=False)
-        k4 = keep.view(-1, 1, 1, 1)
-        pred = net(xt, t, cap, down_block_additional_residuals=[d * k4 for d in down],
-                   mid_block_additional_residual=mid * k4).sample
-        loss = _v_loss(pred, x0, eps, t, s)
+        down, mid = cn(xt, t, encoder_hidden_states=ins_h, controlnet_cond=(src + 1) / 2,
+                       class_labels=torch.tensor(tasks), return_dict=False)
+        pred = net(xt, t, cap, down_block_additional_residuals=[d * keep for d in down],
+                   mid_block_additional_residual=mid * keep).sample  # image dropout: the dual-CFG null image
+        loss = F.mse_loss(pred, s.output_from(x0, eps, t))
         optimise(opt, loss, list(cn.parameters()), ema, cn, step, 5e-4)
         if step % 50 == 0 or step + 1 == steps:
             st.record(step, loss=float(loss.detach()))
@@ -251,109 +286,108 @@ def train_controlnet(root: Path, steps: int, batch: int, seed: int) -> None:
     st.finish()
 
 
-def train_motion(root: Path, steps: int, clips: int, seed: int) -> None:
-    from diffusers import MotionAdapter, UNetMotionModel
+# ---------------------------------------------------------------------------------------------- 4. video adapter
+
+
+def known_mask(rng: random.Random, num_frames: int) -> torch.Tensor:
+    """[F] bool: nothing known (KNOWN_DROP), else the first frame, sometimes the first 2-3 (sliding windows)."""
+    mask = torch.zeros(num_frames, dtype=torch.bool)
+    if rng.random() >= KNOWN_DROP:
+        mask[: rng.choices([1, 2, 3], weights=[8, 1, 1])[0]] = True
+    return mask
+
+
+def train_video_adapter(root: Path, steps: int, clips: int, seed: int) -> None:
+    from diffusers import UNetMotionModel
 
     st = Stage(root, "motion_adapter", steps)
     if st.done:
         return
     rng = st.begin(seed + 2)
+    codec = load_autoencoder(root)
     tok, te, net = load_backbone(root)
-    adapter = MotionAdapter(block_out_channels=BLOCKS, motion_layers_per_block=1, motion_norm_num_groups=16,
-                            motion_num_attention_heads=4, motion_max_seq_length=32, use_motion_mid_block=True)
+    adapter = nets.motion_adapter()
     for name, p in adapter.named_parameters():
         if "proj_out" in name:
             torch.nn.init.zeros_(p)  # identity at the start (AnimateDiff's zero-initialised output projection)
     video_unet = UNetMotionModel.from_unet2d(net, adapter)
     video_unet.requires_grad_(False)
+    sparse = nets.first_frame_net(net)
     params = [p for n, p in video_unet.named_parameters() if "motion_modules" in n]
     for p in params:
         p.requires_grad_(True)
+    params += list(sparse.parameters())
     opt = torch.optim.AdamW(params, lr=5e-4)
-    ema = EMA(video_unet)
+    both = nn.ModuleList([video_unet, sparse])
+    ema = EMA(both)
     s = schedule()
-    for step in tqdm(range(steps), desc="motion", mininterval=5):
-        scenes = [W.backbone_scene(rng) for _ in range(clips)]
-        x0 = torch.stack([W.render_video(sc, NUM_FRAMES) for sc in scenes])  # [B, F, 3, H, W]
+    F_ = W.NUM_FRAMES
+    for step in st.progress("video adapter"):
+        scenes = [draw(W.source_scene, rng) for _ in range(clips)]  # plain videos only
+        x0 = latents(codec, torch.stack([W.render_video(sc, F_) for sc in scenes]))  # [B, F, C, h, w]
         with torch.no_grad():
-            cap = encode(tok, te, _drop([W.caption(sc) for sc in scenes], 0.1, rng)).repeat_interleave(NUM_FRAMES, 0)
+            cap = encode_text(tok, te, _drop([W.caption(sc) for sc in scenes], 0.1, rng)).repeat_interleave(F_, 0)
+        masks = torch.stack([known_mask(rng, F_) for _ in range(clips)]).float()  # [B, F]
+        m5 = masks.view(clips, F_, 1, 1, 1)
+        cond = (x0 * m5).permute(0, 2, 1, 3, 4)
+        cond_mask = m5.expand(-1, -1, 1, *x0.shape[-2:]).permute(0, 2, 1, 3, 4)
         t = torch.randint(0, 1000, (clips,))
         eps = torch.randn_like(x0)
-        xt = s.add_noise(x0, eps, t)
-        pred = video_unet(xt.permute(0, 2, 1, 3, 4), t, cap).sample.permute(0, 2, 1, 3, 4)
-        loss = _v_loss(pred, x0, eps, t, s)
-        optimise(opt, loss, params, ema, video_unet, step, 5e-4)
+        xt = s.add_noise(x0, eps, t).permute(0, 2, 1, 3, 4)
+        down, mid = sparse(xt, t, encoder_hidden_states=cap, controlnet_cond=cond, conditioning_mask=cond_mask,
+                           return_dict=False)
+        pred = video_unet(xt, t, cap, down_block_additional_residuals=down,
+                          mid_block_additional_residual=mid).sample.permute(0, 2, 1, 3, 4)
+        loss = F.mse_loss(pred, s.output_from(x0, eps, t))
+        optimise(opt, loss, params, ema, both, step, 5e-4)
         if step % 50 == 0 or step + 1 == steps:
             st.record(step, loss=float(loss.detach()))
-    ema.copy_to(video_unet)
+    ema.copy_to(both)
+    sparse_dir = root / ".sparsectrl.tmp"
+    shutil.rmtree(sparse_dir, ignore_errors=True)
+    sparse.save_pretrained(sparse_dir)
+    shutil.rmtree(root / "sparsectrl", ignore_errors=True)
+    os.replace(sparse_dir, root / "sparsectrl")
     video_unet.save_motion_modules(str(st.tmp))
-    st.finish()
+    st.finish()  # the motion adapter last: its presence marks the video adapter done
 
 
-def attribute_targets(scene: W.Scene) -> torch.Tensor:
-    """Multi-label target: style (3), background (3), colour present (4), colour striped (4)."""
-    y = torch.zeros(14)
-    y[W.STYLES.index(scene.style)] = 1
-    y[3 + list(W.BACKGROUNDS).index(scene.background)] = 1
-    for o in scene.objects:
-        y[6 + list(W.COLOURS).index(o.colour)] = 1
-        if o.striped:
-            y[10 + list(W.COLOURS).index(o.colour)] = 1
-    return y
+# ---------------------------------------------------------------------------------------------- 5. critic features
+
+MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 
 
-def train_features(root: Path, steps: int, batch: int, seed: int) -> None:
-    import timm
+def train_features(root: Path, steps: int, batch: int, seed: int, mask_ratio: float = 0.5) -> None:
+    """Masked patch reconstruction on clean frames: half the patches are blanked in the input and every patch is
+    reconstructed from the tokens, so the tokens must carry each patch's exact pattern and colour."""
     import timm.models
 
     st = Stage(root, "dino", steps)
     if st.done:
         return
     rng = st.begin(seed + 3)
-    args = dict(img_size=W.SIZE, patch_size=4, embed_dim=64, depth=4, num_heads=4, num_classes=0)
-    vit = timm.create_model("vit_small_patch14_dinov2", pretrained=False, **args)
-    head = nn.Linear(64, 14)
+    vit = nets.feature_vit()
+    p = nets.VIT_ARGS["patch_size"]
+    n = W.SIZE // p
+    head = nn.Linear(nets.VIT_ARGS["embed_dim"], 3 * p * p)
     params = list(vit.parameters()) + list(head.parameters())
     opt = torch.optim.AdamW(params, lr=1e-3)
-    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
-    for step in tqdm(range(steps), desc="features", mininterval=5):
-        scenes = [W.backbone_scene(rng) for _ in range(batch)]
-        x = torch.stack([W.render(sc, rng.randrange(16)) for sc in scenes])
-        x = x + 0.1 * torch.randn_like(x)  # generated frames are noisy; so are these
-        logits = head(vit(((x + 1) / 2 - mean) / std))
-        loss = F.binary_cross_entropy_with_logits(logits, torch.stack([attribute_targets(sc) for sc in scenes]))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+    for step in st.progress("critic features"):
+        _, x = frames(rng, batch)
+        masked = torch.rand(batch, 1, n, n) < mask_ratio
+        keep = (~masked).float().repeat_interleave(p, 2).repeat_interleave(p, 3)
+        inp = ((x + 1) / 2 - MEAN) / STD * keep
+        tokens = vit.forward_features(inp)[:, vit.num_prefix_tokens:]  # [B, n*n, D]
+        rec = head(tokens).view(batch, n, n, 3, p, p).permute(0, 3, 1, 4, 2, 5).reshape_as(x)
+        err = (rec - x).pow(2).mean(1)  # [B, S, S]
+        w = 1 + 3 * (1 - keep[:, 0])  # masked patches weigh more
+        loss = (err * w).mean()
+        optimise(opt, loss, params, None, vit, step, 1e-3, warmup=100)
         if step % 50 == 0 or step + 1 == steps:
             st.record(step, loss=float(loss.detach()))
-    timm.models.save_for_hf(vit, str(st.tmp), model_args=args, safe_serialization=True)
+    timm.models.save_for_hf(vit, str(st.tmp), model_args=nets.VIT_ARGS, safe_serialization=True)
     st.finish()
-
-
-EVE_YAML = """\
-# The shapes world's teachers, trained from scratch by `python -m eve.worlds.shapes train-teachers`.
-model:
-  pretrained: ./sd
-  controlnet: ./controlnet
-  motion_adapter: ./motion_adapter
-  dino: ./dino
-  codec: identity
-  num_frames: 8
-  resolution: 16
-  lora_rank: 8
-edit:
-  steps: 10
-  teacher_steps: 10
-  teacher_guidance: 2.0
-  teacher_image_guidance: 1.5
-  timestep_spacing: trailing
-fdd:
-  edit_guidance: 2.0
-  edit_image_guidance: 1.5
-  video_guidance: 2.0
-"""
 
 
 def store_half(root: Path) -> None:
@@ -374,15 +408,55 @@ def store_half(root: Path) -> None:
         os.replace(tmp, f)
 
 
-def train_teachers(root: str | os.PathLike, *, scale: float = 1.0, seed: int = 0) -> Path:
-    """All four stages into `root` (each skipped when already there). `scale` multiplies every step count."""
+EVE_YAML = """\
+# The shapes world's teachers, trained from scratch by `python -m eve.worlds.shapes train-teachers`.
+model:
+  pretrained: ./sd
+  controlnet: ./controlnet
+  motion_adapter: ./motion_adapter
+  sparsectrl: ./sparsectrl
+  first_frame: sparsectrl
+  dino: ./dino
+  codec: vae
+  num_frames: 8
+  resolution: 32
+  lora_rank: 8
+edit:
+  steps: 25
+  teacher_steps: 25
+  teacher_guidance: 2.0
+  teacher_image_guidance: 1.5
+  timestep_spacing: trailing
+fdd:
+  edit_guidance: 2.0
+  edit_image_guidance: 1.5
+  video_guidance: 2.0
+"""
+
+# The committed autoencoder trained 1000 steps, then 1200 more from those weights (`init_autoencoder`).
+STEPS = {"autoencoder": 2200, "backbone": 3000, "controlnet": 1500, "video": 1000, "features": 800}
+
+
+def train_teachers(root: str | os.PathLike, *, scale: float = 1.0, seed: int = 0, only: str | None = None,
+                   init_autoencoder: str | None = None) -> Path:
+    """Every stage into `root` (each skipped when already there). `scale` multiplies every step count; `only`
+    runs one stage (its inputs must exist), so independent stages can run in parallel processes;
+    `init_autoencoder` continues an earlier autoencoder run (its folder) for the autoencoder's step count."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    n = lambda k: max(2, int(k * scale))  # noqa: E731
-    train_backbone(root, n(4000), 48, seed)
-    train_controlnet(root, n(2000), 32, seed)
-    train_motion(root, n(1500), 6, seed)
-    train_features(root, n(600), 64, seed)
-    store_half(root)
-    (root / "eve.yaml").write_text(EVE_YAML)
+    n = {k: max(2, int(v * scale)) for k, v in STEPS.items()}
+    stages = {
+        "autoencoder": lambda: train_autoencoder(root, n["autoencoder"], 24, seed,
+                                                 Path(init_autoencoder) if init_autoencoder else None),
+        "backbone": lambda: train_backbone(root, n["backbone"], 48, seed),
+        "controlnet": lambda: train_controlnet(root, n["controlnet"], 32, seed),
+        "video": lambda: train_video_adapter(root, n["video"], 6, seed),
+        "features": lambda: train_features(root, n["features"], 64, seed),
+    }
+    for name, run in stages.items():
+        if only in (None, name):
+            run()
+    if only is None:
+        store_half(root)
+        (root / "eve.yaml").write_text(EVE_YAML)
     return root / "eve.yaml"

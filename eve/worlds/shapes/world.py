@@ -1,63 +1,82 @@
-"""Scenes, rendering, captions and the seven edits of the shapes world. Pure (torch + stdlib).
+"""Scenes, rendering, motion and the seven edits of the shapes world (issue 9: a world with the paper's premises).
 
-A scene is a background colour, up to two objects (shape, colour, size, position, velocity, striped or not) and a
-global style (plain, negative, night). Objects move in straight lines and bounce off the borders, so a scene is a
-video. Every edit maps a source scene to a target scene with the same motion, so the ground-truth edited video is
-the target rendered over the same frames; "add" places its object freely, and is checked by the parser instead.
+A scene is a background (a colour with low-frequency shading, optionally a pattern), up to three objects (shape,
+colour, size, bouncing motion, optionally a pattern) drawn in order, so later objects occlude earlier ones, a
+camera pan that moves the background, and a global style. Patterns (stripes, checks, dots) have a random period,
+orientation and phase and live in the coordinates of what they cover: an object's pattern moves with the object,
+the background's with the camera. Every pixel's motion is therefore known exactly (`warp_previous`).
 
-Pixels are in [-1, 1]; frames are [3, SIZE, SIZE], videos [F, 3, SIZE, SIZE].
+Edits are **one-to-many** where the real ones are: re-texturing an object, patterning the background and adding an
+object anywhere draw the pattern's period, orientation and phase (or the position) afresh for every pair, so a
+per-frame editor draws a different pattern in every frame (the flicker FDD fixes), and few-step sampling that
+averages the modes loses the pattern's contrast. Removing, recolouring and the two global styles are one-to-one and
+have a pixel target.
+
+Pixels are in [-1, 1]; frames are [3, SIZE, SIZE], videos [F, 3, SIZE, SIZE]. Positions and pan offsets are whole
+pixels at every frame, so the ground truth's own warp error is exactly zero.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
 
-SIZE = 16
-COLOURS = {"red": (0.9, -0.8, -0.8), "green": (-0.8, 0.8, -0.8), "blue": (-0.8, -0.6, 0.9), "yellow": (0.9, 0.8, -0.8)}
-BACKGROUNDS = {"black": (-0.9, -0.9, -0.9), "white": (0.9, 0.9, 0.9), "grey": (0.0, 0.0, 0.0)}
+SIZE = 32
+NUM_FRAMES = 8
+COLOURS = {"red": (0.85, -0.7, -0.7), "green": (-0.7, 0.75, -0.7), "blue": (-0.7, -0.45, 0.85),
+           "yellow": (0.85, 0.75, -0.75)}
+BACKGROUNDS = {"black": (-0.8, -0.8, -0.8), "white": (0.75, 0.75, 0.75), "grey": (0.0, 0.0, 0.0)}
 SHAPES = ("square", "circle", "triangle")
-SIZES = {"small": 5, "large": 7}
+PATTERNS = ("striped", "checked", "dotted")
 STYLES = ("plain", "negative", "night")
+SIDES = (9, 14)  # object side range in pixels (inclusive)
+PERIODS = (4.0, 7.0)  # pattern period range in pixels
+SPEEDS = (-1.5, -1.0, -0.5, 0.5, 1.0, 1.5)
+PANS = (-1.0, -0.5, 0.0, 0.5, 1.0)
+SHADE = 0.15  # amplitude of the background's low-frequency shading (makes the pan visible)
 
 
-def stripe_colour(colour: tuple[float, float, float]) -> tuple[float, ...]:
-    """Odd rows of a striped object: a dark version of its colour, far (>= 0.85) from every background."""
-    return tuple(0.5 * c - 0.45 for c in colour)
+@dataclass(frozen=True)
+class Pattern:
+    kind: str  # one of PATTERNS
+    period: float
+    angle: float  # radians
+    phase: tuple[float, float]  # in periods, along the pattern's two axes
 
 
 @dataclass(frozen=True)
 class Obj:
     shape: str
     colour: str
-    size: str
+    side: int
     x: float  # top-left corner at frame 0
     y: float
     vx: float = 0.0  # pixels per frame
     vy: float = 0.0
-    striped: bool = False
-
-    @property
-    def side(self) -> int:
-        return SIZES[self.size]
+    pattern: Pattern | None = None
 
     def position(self, t: int) -> tuple[int, int]:
-        """Top-left corner at frame t, bouncing off the borders."""
-        return _bounce(self.x + self.vx * t, SIZE - self.side), _bounce(self.y + self.vy * t, SIZE - self.side)
-
-    def centre(self, t: int) -> tuple[float, float]:
-        x, y = self.position(t)
-        return x + (self.side - 1) / 2, y + (self.side - 1) / 2
+        """Top-left corner at frame t, bouncing off the borders, in whole pixels."""
+        hi = SIZE - self.side
+        return _bounce(self.x + self.vx * t, hi), _bounce(self.y + self.vy * t, hi)
 
 
 @dataclass(frozen=True)
 class Scene:
     background: str
     objects: tuple[Obj, ...]
+    pan: tuple[float, float] = (0.0, 0.0)  # camera velocity, pixels per frame
+    shade: tuple[float, float, float, float] = (30.0, 26.0, 0.0, 0.0)  # periods (x, y) and phases of the shading
+    bg_pattern: Pattern | None = None
     style: str = "plain"
+
+    def offset(self, t: int) -> tuple[int, int]:
+        """Camera offset at frame t (whole pixels): screen x shows world x + offset."""
+        return int(round(self.pan[0] * t)), int(round(self.pan[1] * t))
 
 
 def _bounce(p: float, hi: int) -> int:
@@ -68,18 +87,54 @@ def _bounce(p: float, hi: int) -> int:
     return int(round(p if p <= hi else period - p))
 
 
+def _grid(size: int) -> tuple[Tensor, Tensor]:
+    ys, xs = torch.meshgrid(torch.arange(size, dtype=torch.float32), torch.arange(size, dtype=torch.float32),
+                            indexing="ij")
+    return xs, ys
+
+
 def shape_mask(shape: str, side: int) -> Tensor:
     """[side, side] bool."""
-    ys, xs = torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij")
+    xs, ys = _grid(side)
     c = (side - 1) / 2
     if shape == "square":
         return torch.ones(side, side, dtype=torch.bool)
     if shape == "circle":
         return (xs - c) ** 2 + (ys - c) ** 2 <= (side / 2) ** 2 - 0.25
     if shape == "triangle":  # apex up: row r spans a width growing linearly to the full base
-        half = (ys.float() + 1) / side * (side / 2)
+        half = (ys + 1) / side * (side / 2)
         return (xs - c).abs() <= half - 0.25
     raise ValueError(f"unknown shape {shape!r}")
+
+
+def pattern_weight(p: Pattern, u: Tensor, v: Tensor) -> Tensor:
+    """Ink weight in [0, 1] of a pattern at coordinates (u, v) (pixels, in the patterned thing's own frame)."""
+    ca, sa = math.cos(p.angle), math.sin(p.angle)
+    a = (u * ca + v * sa) / p.period + p.phase[0]
+    b = (-u * sa + v * ca) / p.period + p.phase[1]
+    if p.kind == "striped":
+        return 0.5 + 0.5 * torch.tanh(4 * torch.sin(2 * math.pi * a))
+    if p.kind == "checked":
+        return 0.5 + 0.5 * torch.tanh(6 * torch.sin(2 * math.pi * a) * torch.sin(2 * math.pi * b))
+    if p.kind == "dotted":
+        da, db = a - torch.round(a), b - torch.round(b)
+        return torch.sigmoid((0.3 - (da**2 + db**2).sqrt()) * 12)
+    raise ValueError(f"unknown pattern {p.kind!r}")
+
+
+def ink(colour: tuple[float, ...]) -> Tensor:
+    """The pattern's second colour on a surface of `colour`: far from it (dark on light, light on dark)."""
+    c = torch.tensor(colour)
+    return torch.where(c.mean() > 0, 0.45 * c - 0.55, 0.35 * c + 0.6)
+
+
+def _paint(base: tuple[float, ...], pattern: Pattern | None, u: Tensor, v: Tensor) -> Tensor:
+    """[3, h, w] surface of colour `base` with an optional pattern at coordinates (u, v)."""
+    c = torch.tensor(base).view(3, 1, 1).expand(3, *u.shape)
+    if pattern is None:
+        return c.clone()
+    w = pattern_weight(pattern, u, v)
+    return c + (ink(base).view(3, 1, 1) - c) * w
 
 
 def stylise(frame: Tensor, style: str) -> Tensor:
@@ -88,38 +143,87 @@ def stylise(frame: Tensor, style: str) -> Tensor:
     if style == "negative":
         return -frame
     if style == "night":
-        return (frame + 1) * 0.35 - 1
+        return (frame + 1) * 0.35 - 1 + torch.tensor([0.0, 0.05, 0.3]).view(3, 1, 1)
     raise ValueError(f"unknown style {style!r}")
+
+
+def layers(scene: Scene, t: int) -> Tensor:
+    """[SIZE, SIZE] long: 0 where the background shows, i + 1 where object i is the visible (topmost) one."""
+    out = torch.zeros(SIZE, SIZE, dtype=torch.long)
+    for i, o in enumerate(scene.objects):
+        x, y = o.position(t)
+        out[y : y + o.side, x : x + o.side][shape_mask(o.shape, o.side)] = i + 1
+    return out
 
 
 def render(scene: Scene, t: int) -> Tensor:
     """Frame t of a scene, [3, SIZE, SIZE]."""
-    img = torch.tensor(BACKGROUNDS[scene.background]).view(3, 1, 1).repeat(1, SIZE, SIZE)
+    xs, ys = _grid(SIZE)
+    ox, oy = scene.offset(t)
+    X, Y = xs + ox, ys + oy  # world coordinates of the background
+    px, py, ph1, ph2 = scene.shade
+    shading = SHADE * torch.sin(2 * math.pi * (X / px + ph1)) * torch.cos(2 * math.pi * (Y / py + ph2))
+    img = _paint(BACKGROUNDS[scene.background], scene.bg_pattern, X, Y) + shading
     for o in scene.objects:
         x, y = o.position(t)
+        u, v = _grid(o.side)
         m = shape_mask(o.shape, o.side)
-        colour = torch.tensor(COLOURS[o.colour]).view(3, 1, 1)
-        patch = colour.expand(3, o.side, o.side).clone()
-        if o.striped:
-            patch[:, 1::2] = torch.tensor(stripe_colour(COLOURS[o.colour])).view(3, 1, 1)
         region = img[:, y : y + o.side, x : x + o.side]
-        region[:, m] = patch[:, m]
+        region[:, m] = _paint(COLOURS[o.colour], o.pattern, u, v)[:, m]
     return stylise(img, scene.style)
 
 
-def render_video(scene: Scene, num_frames: int) -> Tensor:
+def render_video(scene: Scene, num_frames: int = NUM_FRAMES) -> Tensor:
     return torch.stack([render(scene, t) for t in range(num_frames)])
 
 
+def previous_pixel(scene: Scene, t: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Where each pixel of frame t was at frame t-1: (x', y', valid) [SIZE, SIZE]. A pixel is valid when its
+    surface point was on screen and visible (same layer on top) at t-1; disocclusions and borders are not."""
+    lay_t, lay_p = layers(scene, t), layers(scene, t - 1)
+    xs, ys = _grid(SIZE)
+    xs, ys = xs.long(), ys.long()
+    dx = torch.zeros(SIZE, SIZE, dtype=torch.long)
+    dy = torch.zeros(SIZE, SIZE, dtype=torch.long)
+    (ox, oy), (qx, qy) = scene.offset(t), scene.offset(t - 1)
+    bg = lay_t == 0
+    dx[bg], dy[bg] = ox - qx, oy - qy  # world point x + o(t) was at screen x + o(t) - o(t-1)
+    for i, o in enumerate(scene.objects):
+        (ax, ay), (bx, by) = o.position(t), o.position(t - 1)
+        sel = lay_t == i + 1
+        dx[sel], dy[sel] = bx - ax, by - ay  # object point at x was at x - (p(t) - p(t-1))
+    xp, yp = xs + dx, ys + dy
+    inside = (xp >= 0) & (xp < SIZE) & (yp >= 0) & (yp < SIZE)
+    xc, yc = xp.clamp(0, SIZE - 1), yp.clamp(0, SIZE - 1)
+    valid = inside & (lay_p[yc, xc] == lay_t)
+    return xc, yc, valid
+
+
+def warp_error(video: Tensor, scene: Scene, regions: Tensor | None = None) -> float:
+    """Mean |frame_t - frame_{t-1} moved by the scene's known motion| over valid pixels (per pixel, on [-1, 1],
+    channel mean), restricted to regions [F, S, S] (bool, at frame t) when given. Zero for the scene's own render;
+    a pattern redrawn in each frame scores high."""
+    total, count = 0.0, 0
+    for t in range(1, video.shape[0]):
+        xc, yc, valid = previous_pixel(scene, t)
+        if regions is not None:
+            valid = valid & regions[t]
+        diff = (video[t] - video[t - 1][:, yc, xc]).abs().mean(0)
+        total += float(diff[valid].sum())
+        count += int(valid.sum())
+    return total / max(count, 1)
+
+
+# ---------------------------------------------------------------------------------------------- captions
+
+
 def describe(o: Obj) -> str:
-    return f"a {o.size}{' striped' if o.striped else ''} {o.colour} {o.shape}"
+    return f"a {o.colour}{' ' + o.pattern.kind if o.pattern else ''} {o.shape}"
 
 
 def caption(scene: Scene) -> str:
-    if scene.objects:
-        text = " and ".join(describe(o) for o in scene.objects) + f" on a {scene.background} background"
-    else:
-        text = f"an empty {scene.background} background"
+    bg = f"a {scene.background}{' ' + scene.bg_pattern.kind if scene.bg_pattern else ''} background"
+    text = (" and ".join(describe(o) for o in scene.objects) + f" on {bg}") if scene.objects else bg
     if scene.style == "negative":
         return "a negative of " + text
     if scene.style == "night":
@@ -127,71 +231,82 @@ def caption(scene: Scene) -> str:
     return text
 
 
-def random_object(rng: random.Random, moving: bool = True, **fixed) -> Obj:
-    size = fixed.get("size", rng.choice(list(SIZES)))
-    side = SIZES[size]
-    speed = lambda: rng.choice([-1.0, -0.5, 0.5, 1.0]) if moving else 0.0  # noqa: E731
-    return Obj(
-        shape=fixed.get("shape", rng.choice(SHAPES)),
-        colour=fixed.get("colour", rng.choice(list(COLOURS))),
-        size=size,
-        x=rng.uniform(0, SIZE - side),
-        y=rng.uniform(0, SIZE - side),
-        vx=speed(),
-        vy=speed(),
-        striped=fixed.get("striped", False),
-    )
+VOCABULARY = sorted(set(
+    "a an and on background at night of negative photo make it the add remove give striped checked dotted".split()
+    + list(COLOURS) + list(BACKGROUNDS) + list(SHAPES) + list(PATTERNS)))
+
+
+# ---------------------------------------------------------------------------------------------- sampling
+
+
+def random_pattern(rng: random.Random, kind: str | None = None) -> Pattern:
+    return Pattern(kind or rng.choice(PATTERNS), rng.uniform(*PERIODS), rng.uniform(0, math.pi),
+                   (rng.random(), rng.random()))
+
+
+def random_object(rng: random.Random, *, colour: str, moving: bool = True, side: int | None = None,
+                  pattern: Pattern | None = None) -> Obj:
+    side = side or rng.randint(*SIDES)
+    return Obj(shape=rng.choice(SHAPES), colour=colour, side=side, x=rng.uniform(0, SIZE - side),
+               y=rng.uniform(0, SIZE - side), vx=rng.choice(SPEEDS) if moving else 0.0,
+               vy=rng.choice(SPEEDS) if moving else 0.0, pattern=pattern)
+
+
+def _base(rng: random.Random, n_objects: int, patterned: float) -> Scene:
+    colours = rng.sample(list(COLOURS), n_objects)  # distinct: instructions name an object by its colour
+    objs = tuple(random_object(rng, colour=c, pattern=random_pattern(rng) if rng.random() < patterned else None)
+                 for c in colours)
+    shade = (rng.uniform(20, 40), rng.uniform(20, 40), rng.random(), rng.random())
+    return Scene(rng.choice(list(BACKGROUNDS)), objs, pan=(rng.choice(PANS), rng.choice(PANS)), shade=shade)
 
 
 def source_scene(rng: random.Random) -> Scene:
-    """What FDD and the test set start from: one plain moving object."""
-    return Scene(rng.choice(list(BACKGROUNDS)), (random_object(rng),))
+    """Plain videos: what FDD edits, what the test set starts from, and all the video adapter ever sees."""
+    return _base(rng, rng.choice([1, 2, 2]), patterned=0.0)
 
 
 def backbone_scene(rng: random.Random) -> Scene:
-    """The text-to-image distribution: every state an edit can produce (empty, two objects, striped, styles)."""
-    bg = rng.choice(list(BACKGROUNDS))
-    n = rng.choices([0, 1, 2], weights=[1, 6, 3])[0]
-    objs = []
-    for _ in range(n):
-        o = random_object(rng, striped=rng.random() < 0.25)
-        if objs and o.colour == objs[0].colour:  # two objects are told apart by colour
-            o = replace(o, colour=rng.choice([c for c in COLOURS if c != objs[0].colour]))
-        objs.append(o)
-    style = rng.choices(STYLES, weights=[6, 1, 1])[0]
-    return Scene(bg, tuple(objs), style)
+    """The text-to-image distribution: every state an edit can produce (patterns, up to three objects, styles)."""
+    sc = _base(rng, rng.choices([0, 1, 2, 3], weights=[1, 4, 4, 2])[0], patterned=0.4)
+    bg_pattern = random_pattern(rng) if rng.random() < 0.3 else None
+    return replace(sc, bg_pattern=bg_pattern, style=rng.choices(STYLES, weights=[6, 1, 1])[0])
 
 
-def overlap_frames(a: Obj, b: Obj, num_frames: int) -> int:
-    """Frames in which the two objects' boxes (plus a one-pixel margin) touch."""
-    n = 0
-    for t in range(num_frames):
-        (ax, ay), (bx, by) = a.position(t), b.position(t)
-        if ax - 1 < bx + b.side and bx - 1 < ax + a.side and ay - 1 < by + b.side and by - 1 < ay + a.side:
-            n += 1
-    return n
+def _overlap(scene: Scene, new: Obj) -> int:
+    """Pixels of the scene's objects that `new` would cover, over the clip."""
+    hidden = 0
+    for t in range(NUM_FRAMES):
+        x, y = new.position(t)
+        hidden += int((layers(scene, t)[y : y + new.side, x : x + new.side] > 0).sum())
+    return hidden
 
 
-def edit(scene: Scene, task: str, rng: random.Random, num_frames: int = 8) -> tuple[str, Scene]:
-    """(instruction, target scene) for a one-object plain source scene. An added object is static and placed,
-    among 20 random candidates, where it touches the moving one in the fewest of the clip's frames."""
-    o = scene.objects[0]
+def _name(o: Obj) -> str:
+    return f"the {o.colour} {o.shape}"
+
+
+def edit(scene: Scene, task: str, rng: random.Random) -> tuple[str, Scene]:
+    """(instruction, target scene) for a plain source scene; one-to-many edits draw their free parameters here."""
+    objs = scene.objects
+    i = rng.randrange(len(objs)) if objs else None
     if task == "add":
-        colour = rng.choice([c for c in COLOURS if c != o.colour])
-        shape = rng.choice(SHAPES)
-        candidates = [random_object(rng, moving=False, size="small", colour=colour, shape=shape) for _ in range(20)]
-        new = min(candidates, key=lambda c: overlap_frames(o, c, num_frames))
-        return f"add a {new.colour} {new.shape}", replace(scene, objects=(o, new))
+        colour = rng.choice([c for c in COLOURS if c not in {o.colour for o in objs}])
+        candidates = [random_object(rng, colour=colour, moving=False, side=SIDES[0] + 1) for _ in range(12)]
+        new = min(candidates, key=lambda c: _overlap(scene, c))  # anywhere clear of the objects: still many places
+        return f"add a {new.colour} {new.shape}", replace(scene, objects=objs + (new,))
     if task == "remove":
-        return f"remove the {o.colour} {o.shape}", replace(scene, objects=())
+        return f"remove {_name(objs[i])}", replace(scene, objects=objs[:i] + objs[i + 1:])
     if task == "background":
-        bg = rng.choice([b for b in BACKGROUNDS if b != scene.background])
-        return f"make the background {bg}", replace(scene, background=bg)
+        p = random_pattern(rng)
+        return f"make the background {p.kind}", replace(scene, bg_pattern=p)
     if task == "texture":
-        return f"make the {o.shape} striped", replace(scene, objects=(replace(o, striped=True),))
+        p = random_pattern(rng)
+        new = replace(objs[i], pattern=p)
+        return f"make {_name(objs[i])} {p.kind}", replace(scene, objects=objs[:i] + (new,) + objs[i + 1:])
     if task == "local":
-        c = rng.choice([c for c in COLOURS if c != o.colour])
-        return f"make the {o.shape} {c}", replace(scene, objects=(replace(o, colour=c),))
+        c = rng.choice([c for c in COLOURS if c not in {o.colour for o in objs}])
+        new = replace(objs[i], colour=c)
+        return f"make {_name(objs[i])} {c}", replace(scene, objects=objs[:i] + (new,) + objs[i + 1:])
     if task == "style":
         return "make it a photo negative", replace(scene, style="negative")
     if task == "global":
@@ -199,9 +314,4 @@ def edit(scene: Scene, task: str, rng: random.Random, num_frames: int = 8) -> tu
     raise ValueError(f"unknown task {task!r}")
 
 
-VOCABULARY = sorted(
-    set(" ".join(
-        [" ".join(COLOURS), " ".join(BACKGROUNDS), " ".join(SHAPES), " ".join(SIZES),
-         "a an and on background empty striped negative of at night make the it photo add remove"]
-    ).split())
-)
+ONE_TO_MANY = ("add", "background", "texture")  # no pixel target: the free parameters are the editor's choice

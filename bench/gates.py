@@ -1,0 +1,134 @@
+"""Gates of the shapes world (issue 9): does the proving ground have the paper's premises, before any FDD run?
+
+    python bench/gates.py [--config configs/shapes/fdd.yaml] [--clips 70] [--seed 0] [--k 3] [--many 25] \
+        [--probe-batches 12] [--out bench/out/gates]
+
+The FDD config names the teachers (model.*), the guidance FDD distils with (fdd.*_guidance: every teacher row runs
+at it) and the discriminators the probe trains (disc.*).
+
+1. misalignment: plug-and-play at k steps is below the per-frame edit teacher (many steps) on edit success by at
+   least 0.10, or its warp error is at least 1.5x the video teacher's (both from the same first frame);
+2. few-step failure: each teacher at k steps is worse than at many steps by at least 3 dB PSNR on the one-to-one
+   edits, or loses at least 0.15 of its pattern contrast on the one-to-many ones (parser-read);
+3. a critic can see it: fresh discriminator heads on the world's critic features separate the edit teacher's
+   k-step samples from its many-step samples with held-out accuracy >= 0.8 (bench/disc_probe.py's machinery).
+
+Prints each gate's figures and PASS/FAIL, and writes gates.md and results.csv under --out. Rows use held-out test
+clips with the oracle first frame (the ground truth's frame 0), so gate 1 compares adapters, not first-frame edits;
+plug-and-play runs at its best guidance (a sweep on validation clips), the teachers at the FDD config's.
+The thresholds were fixed before any teacher was trained; if a gate fails, the world changes, not FDD.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from eve.config import load_config  # noqa: E402
+from eve.models import EveModel  # noqa: E402
+from eve.worlds.shapes.data import held_out_items  # noqa: E402
+from eve.worlds.shapes.evaluate import Evaluator, Method, best_guidance, markdown, summarise  # noqa: E402
+from eve.worlds.shapes.world import ONE_TO_MANY  # noqa: E402
+
+SUCCESS_GAP, WARP_RATIO, PSNR_GAP, CONTRAST_GAP, PROBE_ACC = 0.10, 1.5, 3.0, 0.15, 0.8
+
+
+def gate_rows(args, cfg) -> pd.DataFrame:
+    model = EveModel.from_config(cfg.model)
+    e, f = cfg.edit, cfg.fdd
+    ev = Evaluator(model, teacher_steps=e.teacher_steps, teacher_guidance=e.teacher_guidance,
+                   teacher_image_guidance=e.teacher_image_guidance, spacing=e.timestep_spacing, batch=args.batch)
+    edit = dict(text_scale=f.edit_guidance, image_scale=f.edit_image_guidance)
+    k, n = args.k, args.many
+    ts, ims = args.pnp_guidance or best_guidance(ev, k, log=lambda m: print(m, file=sys.stderr, flush=True))
+    pnp = dict(text_scale=ts, image_scale=ims)
+    methods = [Method(f"edit teacher ({n} steps)", "edit_teacher", n, **edit),
+               Method(f"edit teacher ({k} steps)", "edit_teacher", k, **edit),
+               Method(f"video teacher ({n} steps)", "video_teacher", n, first="oracle", text_scale=f.video_guidance),
+               Method(f"video teacher ({k} steps)", "video_teacher", k, first="oracle", text_scale=f.video_guidance),
+               Method(f"plug-and-play ({k} steps)", "clip", k, first="oracle", **pnp),
+               Method(f"plug-and-play ({n} steps)", "clip", n, first="oracle", **pnp)]
+    items = held_out_items(args.clips)
+    rows, t0 = [], time.perf_counter()
+    for m in methods:
+        rows += ev.run(m, items, None, args.seed)
+        print(f"{m.name} done ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
+    return pd.DataFrame(rows)
+
+
+def check(df: pd.DataFrame, k: int, n: int) -> list[tuple[str, str, bool]]:
+    """(gate, figures, passed) from the per-item rows."""
+    mean = df.groupby("method").mean(numeric_only=True)
+    one = df[~df.task.isin(ONE_TO_MANY)].groupby("method")["psnr"].mean()
+    pat = df[df.task.isin(("texture", "background"))].groupby("method")["contrast"].mean()
+    et, etk = f"edit teacher ({n} steps)", f"edit teacher ({k} steps)"
+    vt, vtk = f"video teacher ({n} steps)", f"video teacher ({k} steps)"
+    pnp = f"plug-and-play ({k} steps)"
+    gap = mean.success[et] - mean.success[pnp]
+    ratio = mean.warp[pnp] / max(mean.warp[vt], 1e-9)
+    out = [("1. misalignment",
+            f"success: edit teacher {mean.success[et]:.3f}, plug-and-play {mean.success[pnp]:.3f} (gap {gap:.3f}, "
+            f"needs >= {SUCCESS_GAP}); warp: plug-and-play {mean.warp[pnp]:.4f}, video teacher {mean.warp[vt]:.4f} "
+            f"(ratio {ratio:.2f}, needs >= {WARP_RATIO})", gap >= SUCCESS_GAP or ratio >= WARP_RATIO)]
+    for name, many, few in (("edit teacher", et, etk), ("video teacher", vt, vtk)):
+        d_psnr, d_con = one[many] - one[few], pat[many] - pat[few]
+        out.append((f"2. few-step failure, {name}",
+                    f"psnr {one[many]:.2f} -> {one[few]:.2f} dB ({d_psnr:.2f}, needs >= {PSNR_GAP}); pattern contrast "
+                    f"{pat[many]:.3f} -> {pat[few]:.3f} ({d_con:.3f}, needs >= {CONTRAST_GAP})",
+                    d_psnr >= PSNR_GAP or d_con >= CONTRAST_GAP))
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--config", default=str(ROOT / "configs" / "shapes" / "fdd.yaml"))
+    ap.add_argument("--clips", type=int, default=70, help="held-out test clips (one task each, 10 per task)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--k", type=int, default=3)
+    ap.add_argument("--many", type=int, default=25)
+    ap.add_argument("--batch", type=int, default=70)
+    ap.add_argument("--probe-batches", type=int, default=12, help="0: skip gate 3")
+    ap.add_argument("--pnp-guidance", type=float, nargs=2, default=None, metavar=("TEXT", "IMAGE"),
+                    help="plug-and-play's guidance (default: the best of a sweep on validation clips)")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "out" / "gates"))
+    ap.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides (e.g. model.* folders)")
+    args = ap.parse_args(argv)
+    if not Path(args.config).is_file():
+        ap.error(f"--config: {args.config} does not exist")
+    if args.clips < 7 or not 1 <= args.k < args.many:
+        ap.error(f"need --clips >= 7 and 1 <= --k < --many, got {args.clips}, {args.k}, {args.many}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"writing to {out}", file=sys.stderr)
+    torch.manual_seed(0)
+    cfg = load_config(args.config, args.overrides)
+    df = gate_rows(args, cfg)
+    df.to_csv(out / "results.csv", index=False)
+    overall, per_task = summarise(df.to_dict("records"))
+    gates = check(df, args.k, args.many)
+    if args.probe_batches:
+        from disc_probe import teacher_probe  # bench/ is on sys.path as this script's folder
+
+        acc = teacher_probe(args.config, k=args.k, batches=args.probe_batches, seed=args.seed,
+                            overrides=[*args.overrides, f"fdd.real_steps={args.many}"])
+        gates.append(("3. a critic can see it", f"held-out accuracy D_e {acc['edit']:.3f}, D_v {acc['video']:.3f} "
+                      f"(needs D_e >= {PROBE_ACC})", acc["edit"] >= PROBE_ACC))
+    text = (f"### Gates: {args.clips} held-out clips, seed {args.seed}, oracle first frame\n\n"
+            + "\n".join(f"- **{'PASS' if ok else 'FAIL'}** {g}: {fig}" for g, fig, ok in gates)
+            + "\n\n" + markdown(overall) + "\n\n" + markdown(per_task) + "\n")
+    (out / "gates.md").write_text(text)
+    print(text)
+    print(f"wrote {out / 'gates.md'} and {out / 'results.csv'}", file=sys.stderr)
+    return 0 if all(ok for _, _, ok in gates) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

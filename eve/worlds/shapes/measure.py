@@ -1,0 +1,175 @@
+"""Read edits back from generated frames, using the world's known geometry (the source and target scenes' layer
+maps), and score them.
+
+Every check is per frame and reads only pixels (no learned model), so it cannot be fooled by what fools a network:
+
+* texture / background: the edited region carries a pattern (luminance spread >= PATTERN_STD, where the source was
+  flat), keeps its hue, and the rest of the frame is kept;
+* add: a blob of the requested colour (>= ADD_MIN_PIXELS) where the source shows background; the source's objects
+  are still there;
+* remove: where the object was, the background is back and its colour is gone; the other objects are kept;
+* local: the object's hue is the requested colour; the rest is kept;
+* style / global: the frame is within KEEP of the target (mean absolute error) and nearer to it than to the source.
+
+`contrast` is the pattern's luminance spread against the ground truth's (1 = as crisp): averaged modes read < 1.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F_
+from torch import Tensor
+
+from eve.worlds.shapes import world as W
+
+PATTERN_STD = 0.15  # luminance std of a patterned region; flat regions with shading read ~0.07
+KEEP = 0.2  # mean absolute error under which a region counts as unchanged
+HUE_MIN = 0.1  # chroma below which a region has no readable hue
+ADD_MIN_PIXELS = 30  # an added object (side 10) covers 50-100 pixels
+COLOUR_TOL = 0.4  # per-pixel distance (RMS over channels) to a palette colour that still reads as that colour
+WARP_SCALE = 0.1  # combined score: exp(-warp_error / WARP_SCALE)
+CHANGED = 0.3  # an output pixel this far from the source counts as edited (edit_regions)
+
+_PALETTE = torch.tensor(list(W.COLOURS.values()))
+
+
+def luminance(frame: Tensor) -> Tensor:
+    return frame.mean(0)
+
+
+def erode(mask: Tensor) -> Tensor:
+    """One-pixel erosion (generated edges are soft); a sliver that erosion would erase is kept as it is."""
+    inner = -F_.max_pool2d(-mask[None, None].float(), 3, 1, 1)[0, 0] > 0.5
+    return inner if inner.any() else mask
+
+
+def region(scene: W.Scene, t: int, layer: int) -> Tensor:
+    """[S, S] bool: where `layer` (0 = background, i + 1 = object i) is visible at frame t, eroded."""
+    return erode(W.layers(scene, t) == layer)
+
+
+def hue(frame: Tensor, mask: Tensor) -> str | None:
+    """The palette colour whose chroma direction is nearest the region's mean chroma; None when too grey."""
+    if not mask.any():
+        return None
+    mean = frame[:, mask].mean(1)
+    chroma = mean - mean.mean()
+    if chroma.norm() < HUE_MIN:
+        return None
+    pal = _PALETTE - _PALETTE.mean(1, keepdim=True)
+    cos = (pal @ chroma) / (pal.norm(dim=1) * chroma.norm())
+    return list(W.COLOURS)[int(cos.argmax())]
+
+
+def near_colour(frame: Tensor, colour: str) -> Tensor:
+    """[S, S] bool: pixels within COLOUR_TOL of a palette colour."""
+    c = torch.tensor(W.COLOURS[colour]).view(3, 1, 1)
+    return (frame - c).pow(2).mean(0).sqrt() < COLOUR_TOL
+
+
+def kept(frame: Tensor, target: Tensor, mask: Tensor) -> bool:
+    return not mask.any() or float((frame - target).abs().mean(0)[mask].mean()) < KEEP
+
+
+def changed_object(source: W.Scene, target: W.Scene) -> int | None:
+    """Index (in the source) of the object an edit removed, re-textured or recoloured."""
+    for i, o in enumerate(source.objects):
+        if i >= len(target.objects) or target.objects[i] != o:
+            return i
+    return None
+
+
+def pattern_std(frame: Tensor, mask: Tensor) -> float:
+    return float(luminance(frame)[mask].std()) if int(mask.sum()) > 1 else 0.0
+
+
+def frame_success(frame: Tensor, t: int, task: str, source: W.Scene, target: W.Scene, added: str | None = None) -> bool:
+    """Does frame t of an edit read as the instruction asked? frame: [3, S, S] in [-1, 1]."""
+    tgt = W.render(target, t)
+    i = changed_object(source, target)
+    n = len(source.objects)
+    others = [j for j in range(n) if j != i]
+
+    def others_kept(scene: W.Scene, ids) -> bool:
+        return all(kept(frame, tgt, region(scene, t, j + 1)) for j in ids)
+
+    if task in ("style", "global"):  # near the target, and nearer to it than to the unedited frame
+        err = lambda ref: float((frame - ref).abs().mean())  # noqa: E731
+        return err(tgt) < KEEP and err(tgt) < err(W.render(source, t))
+    if task == "texture":
+        r = region(target, t, i + 1)
+        return (pattern_std(frame, r) >= PATTERN_STD and hue(frame, r) == source.objects[i].colour
+                and kept(frame, tgt, region(target, t, 0)) and others_kept(target, others))
+    if task == "background":
+        return pattern_std(frame, region(target, t, 0)) >= PATTERN_STD and others_kept(target, range(n))
+    if task == "local":
+        r = region(target, t, i + 1)
+        return hue(frame, r) == target.objects[i].colour and kept(frame, tgt, region(target, t, 0)) and others_kept(
+            target, others)
+    if task == "remove":
+        gone = erode((W.layers(source, t) == i + 1) & (W.layers(target, t) == 0))
+        colour_left = float(near_colour(frame, source.objects[i].colour)[gone].float().mean()) if gone.any() else 0.0
+        shifted = {j: j - (j > i) for j in others}  # object j of the source is object shifted[j] of the target
+        return (kept(frame, tgt, gone) and colour_left < 0.2
+                and all(kept(frame, tgt, region(target, t, shifted[j] + 1)) for j in others))
+    if task == "add":
+        free = W.layers(source, t) == 0
+        blob = int((near_colour(frame, added) & free).sum())
+        mine = ~near_colour(frame, added)  # the added object may cover part of another
+        present = all(float(near_colour(frame, o.colour)[region(source, t, j + 1) & mine].float().mean()) >= 0.5
+                      for j, o in enumerate(source.objects) if (region(source, t, j + 1) & mine).sum() >= 4)
+        return blob >= ADD_MIN_PIXELS and present
+    raise ValueError(f"unknown task {task!r}")
+
+
+def edit_regions(video: Tensor, source: W.Scene, target: W.Scene) -> Tensor:
+    """[F, S, S] bool: where the edit should change the frame (target != source, dilated by a pixel) or where the
+    output changed it (|output - source| > CHANGED): temporal consistency is judged where something was edited."""
+    src, tgt = W.render_video(source, video.shape[0]), W.render_video(target, video.shape[0])
+    should = (tgt - src).abs().amax(1) > 0.05
+    should = F_.max_pool2d(should[:, None].float(), 3, 1, 1)[:, 0] > 0.5
+    return should | ((video - src).abs().amax(1) > CHANGED)
+
+
+def contrast(video: Tensor, task: str, source: W.Scene, target: W.Scene) -> float | None:
+    """Pattern luminance spread of the edit over the ground truth's, mean over frames (texture / background)."""
+    if task not in ("texture", "background"):
+        return None
+    layer = 0 if task == "background" else changed_object(source, target) + 1
+    ratios = []
+    for t in range(video.shape[0]):
+        r = region(target, t, layer)
+        ref = pattern_std(W.render(target, t), r)
+        if ref > 0:
+            ratios.append(pattern_std(video[t], r) / ref)
+    return sum(ratios) / len(ratios) if ratios else None
+
+
+def psnr(x: Tensor, y: Tensor) -> float:
+    mse = float(((x - y) / 2).pow(2).mean())  # pixels in [-1, 1] -> [0, 1]
+    return 10 * math.log10(1 / max(mse, 1e-10))
+
+
+def clip_metrics(video: Tensor, task: str, source: W.Scene, target: W.Scene, added: str | None = None) -> dict:
+    """Every metric of one edited clip [F, 3, S, S] (frames from 0), and the combined score.
+
+    success: fraction of frames that read as the instruction asked; warp: warp error against the target's known
+    motion where something was edited (`edit_regions`; the ground truth scores 0); psnr: against the ground truth, one-to-one edits only; contrast: pattern
+    crispness (texture, background); combined = mean of success, exp(-warp / WARP_SCALE) and, where a pixel target
+    exists, clip((psnr - 10) / 20, 0, 1). Fixed before any result was seen.
+    """
+    F = video.shape[0]
+    out = {"success": sum(frame_success(video[t], t, task, source, target, added) for t in range(F)) / F,
+           "warp": W.warp_error(video, target, edit_regions(video, source, target))}
+    if task not in W.ONE_TO_MANY:
+        out["psnr"] = psnr(video, W.render_video(target, F))
+    c = contrast(video, task, source, target)
+    if c is not None:
+        out["contrast"] = c
+    parts = [out["success"], math.exp(-out["warp"] / WARP_SCALE)]
+    if "psnr" in out:
+        parts.append(min(1.0, max(0.0, (out["psnr"] - 10) / 20)))
+    out["combined"] = sum(parts) / len(parts)
+    return out
