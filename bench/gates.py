@@ -13,7 +13,8 @@ at it) and the discriminators the probe trains (disc.*).
 3. a critic can see it: fresh discriminator heads on the world's critic features separate the edit teacher's
    k-step samples from its many-step samples with held-out accuracy >= 0.8 (bench/disc_probe.py's machinery).
 
-Prints each gate's figures and PASS/FAIL, and writes gates.md and results.csv under --out. Rows use held-out test
+Prints each gate's figures and PASS/FAIL, and writes gates.md, results.csv and grid_<task>.png (one held-out
+texture, background and remove edit; a labelled row per method) under --out. Rows use held-out test
 clips with the oracle first frame (the ground truth's frame 0), so gate 1 compares adapters, not first-frame edits;
 plug-and-play runs at its best guidance (a sweep on validation clips), the teachers at the FDD config's.
 The thresholds were fixed before any teacher was trained; if a gate fails, the world changes, not FDD.
@@ -34,6 +35,8 @@ sys.path.insert(0, str(ROOT))
 
 from eve.config import load_config  # noqa: E402
 from eve.models import EveModel  # noqa: E402
+from eve.train.samples import grid_image  # noqa: E402
+from eve.worlds.shapes import world as W  # noqa: E402
 from eve.worlds.shapes.data import held_out_items  # noqa: E402
 from eve.worlds.shapes.evaluate import Evaluator, Method, best_guidance, markdown, summarise  # noqa: E402
 from eve.worlds.shapes.world import ONE_TO_MANY  # noqa: E402
@@ -48,19 +51,30 @@ def gate_rows(args, cfg) -> pd.DataFrame:
                    teacher_image_guidance=e.teacher_image_guidance, spacing=e.timestep_spacing, batch=args.batch)
     edit = dict(text_scale=f.edit_guidance, image_scale=f.edit_image_guidance)
     k, n = args.k, args.many
-    ts, ims = args.pnp_guidance or best_guidance(ev, k, log=lambda m: print(m, file=sys.stderr, flush=True))
+    log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
+    ts, ims = args.pnp_guidance or best_guidance(ev, Method("plug-and-play", "clip", k, first="oracle"), log=log)
+    if args.sweep_teacher:  # shows whether the FDD config's edit guidance is the edit teacher's best
+        best_guidance(ev, Method(f"edit teacher ({n} steps)", "edit_teacher", n), log=log)
     pnp = dict(text_scale=ts, image_scale=ims)
-    methods = [Method(f"edit teacher ({n} steps)", "edit_teacher", n, **edit),
+    methods = [Method("ground truth through the autoencoder", "codec", 0),
+               Method(f"edit teacher ({n} steps)", "edit_teacher", n, **edit),
                Method(f"edit teacher ({k} steps)", "edit_teacher", k, **edit),
                Method(f"video teacher ({n} steps)", "video_teacher", n, first="oracle", text_scale=f.video_guidance),
                Method(f"video teacher ({k} steps)", "video_teacher", k, first="oracle", text_scale=f.video_guidance),
                Method(f"plug-and-play ({k} steps)", "clip", k, first="oracle", **pnp),
                Method(f"plug-and-play ({n} steps)", "clip", n, first="oracle", **pnp)]
     items = held_out_items(args.clips)
+    shown = {t: next(it for it in items if it.task == t) for t in ("texture", "background", "remove")}
+    ev.keep = {(it.clip, it.task) for it in shown.values()}
     rows, t0 = [], time.perf_counter()
     for m in methods:
         rows += ev.run(m, items, None, args.seed)
         print(f"{m.name} done ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
+    for task, it in shown.items():  # one picture per kind of edit: what the figures mean
+        clips = [W.render_video(it.source), W.render_video(it.target)] + [ev.kept[(m.name, it.clip, task)]
+                                                                          for m in methods]
+        labels = ["input", "ground truth"] + [m.name for m in methods]
+        grid_image(clips, scale=4, labels=labels).save(Path(args.out) / f"grid_{task}.png")
     return pd.DataFrame(rows)
 
 
@@ -96,6 +110,7 @@ def main(argv=None) -> int:
     ap.add_argument("--many", type=int, default=25)
     ap.add_argument("--batch", type=int, default=70)
     ap.add_argument("--probe-batches", type=int, default=12, help="0: skip gate 3")
+    ap.add_argument("--sweep-teacher", action="store_true", help="also print the edit teacher's guidance sweep")
     ap.add_argument("--pnp-guidance", type=float, nargs=2, default=None, metavar=("TEXT", "IMAGE"),
                     help="plug-and-play's guidance (default: the best of a sweep on validation clips)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "out" / "gates"))

@@ -46,7 +46,8 @@ from eve.worlds.shapes.evaluate import Evaluator, Method, best_guidance, markdow
 def methods(args, cfg) -> list[Method]:
     k, n, f = args.k, args.many, cfg.fdd
     ts, ims = args.pnp_guidance
-    out = [Method(f"edit teacher, per frame ({n} steps)", "edit_teacher", n, text_scale=f.edit_guidance,
+    out = [Method("ground truth through the autoencoder", "codec", 0),
+           Method(f"edit teacher, per frame ({n} steps)", "edit_teacher", n, text_scale=f.edit_guidance,
                   image_scale=f.edit_image_guidance),
            Method(f"video teacher from f1 ({n} steps)", "video_teacher", n, text_scale=f.video_guidance),
            Method(f"plug-and-play ({k} steps)", "clip", k, text_scale=ts, image_scale=ims),
@@ -120,7 +121,8 @@ def main(argv=None) -> int:
     ev = Evaluator(model, teacher_steps=e.teacher_steps, teacher_guidance=cfg.fdd.edit_guidance,
                    teacher_image_guidance=cfg.fdd.edit_image_guidance, spacing=e.timestep_spacing, batch=args.batch)
     if args.pnp_guidance is None:
-        args.pnp_guidance = best_guidance(ev, args.k, log=lambda m: print(m, file=sys.stderr, flush=True))
+        args.pnp_guidance = best_guidance(ev, Method("plug-and-play", "clip", args.k, first="oracle"),
+                                          log=lambda m: print(m, file=sys.stderr, flush=True))
     items = held_out_items(args.clips, all_tasks=args.all_tasks)
     first_of_task = {t: next(it.clip for it in items if it.task == t) for t in TASKS}
     ev.keep = {(c, t) for t, c in first_of_task.items()}

@@ -173,6 +173,7 @@ def test_gates_bench_runs_and_reports_every_gate(smoke_teachers, tmp_path):
                  "3. a critic can see it"):
         assert gate in r.stdout
     assert (tmp_path / "gates.md").read_text().count("PASS") + (tmp_path / "gates.md").read_text().count("FAIL") == 4
+    assert (tmp_path / "grid_texture.png").is_file()
     bad = subprocess.run([sys.executable, str(ROOT / "bench" / "gates.py"), "--k", "5", "--many", "2"],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "--k" in bad.stderr and "Traceback" not in bad.stderr
@@ -202,12 +203,12 @@ def test_shapes_bench_runs(smoke_teachers, tmp_path):
 def test_guidance_sweep_uses_validation_clips_and_picks_the_best(smoke_teachers):
     from eve.config import load_config
     from eve.models import EveModel
-    from eve.worlds.shapes.evaluate import GUIDANCE_GRID, VALIDATION_SEED, Evaluator, best_guidance
+    from eve.worlds.shapes.evaluate import GUIDANCE_GRID, VALIDATION_SEED, Evaluator, Method, best_guidance
 
     assert not any(held_out(it.source) for it in items(VALIDATION_SEED, 7, all_tasks=False))
     ev = Evaluator(EveModel.from_config(load_config(smoke_teachers).model), teacher_steps=2, teacher_guidance=2.0,
                    teacher_image_guidance=1.5, batch=7)
     lines = []
-    best = best_guidance(ev, 1, clips=7, log=lines.append)
+    best = best_guidance(ev, Method("pnp", "clip", 1, first="oracle"), clips=7, log=lines.append)
     scores = {g: float(line.rsplit("combined ", 1)[1].split()[0]) for g, line in zip(GUIDANCE_GRID, lines)}
     assert len(scores) == len(GUIDANCE_GRID) and scores[best] == max(scores.values())

@@ -11,7 +11,7 @@ evaluations per clip, the f1 edit included where it is needed) and seconds per c
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pandas as pd
 import torch
@@ -34,6 +34,7 @@ METRICS = ("combined", "success", "warp", "psnr", "contrast", "nfe", "sec_per_cl
 class Method:
     name: str
     kind: str  # "edit_teacher" | "video_teacher" | "clip" (plug-and-play or a LoRA student, sliding windows)
+    #            | "codec" (the ground truth through the autoencoder: the ceiling every decoded row lives under)
     steps: int
     lora: str | None = None  # a LoRA checkpoint for kind "clip"; None = plug-and-play
     frames: int = W.NUM_FRAMES  # clip length (> model.num_frames: several windows)
@@ -107,8 +108,11 @@ class Evaluator:
         self._lora = path
 
     def _generate(self, method: Method, chunk: list[Item], src: Tensor, f1: Tensor, gen: torch.Generator) -> Tensor:
-        m, steps = self.m, self._steps(method.steps)
-        base = self._cond(chunk)
+        m = self.m
+        if method.kind == "codec":
+            target = torch.stack([W.render_video(it.target, src.shape[1]) for it in chunk]).to(m.device)
+            return m.encode_video(target)
+        steps, base = self._steps(method.steps), self._cond(chunk)
         scales = dict(text_scale=method.text_scale, image_scale=method.image_scale)
         if method.kind == "edit_teacher":  # every frame edited on its own
             cond = Cond(base.caption, base.instruction, src, base.task)
@@ -128,7 +132,7 @@ class Evaluator:
         rows = []
         for c, chunk in enumerate(self._chunks(items)):
             src = torch.stack([W.render_video(it.source, method.frames) for it in chunk]).to(self.m.device)
-            if method.kind == "edit_teacher":  # frame 0 too is edited on its own
+            if method.kind in ("edit_teacher", "codec"):  # frame 0 too is edited on its own (or given)
                 f1, f1_nfe = None, 0
             elif method.first == "oracle":
                 f1, f1_nfe = self.oracle_first_frames(chunk), 0
@@ -152,15 +156,16 @@ VALIDATION_SEED = 424_242  # guidance sweeps: clips from the training side of th
 GUIDANCE_GRID = ((1.0, 1.0), (2.0, 1.0), (2.0, 1.5), (3.0, 1.5))
 
 
-def best_guidance(ev: Evaluator, k: int, *, clips: int = 21, log=print) -> tuple[float, float]:
-    """Plug-and-play's (text, image) guidance with the best combined score at k steps on validation clips (the
-    training side of the split, never the test set), from the oracle first frame."""
+def best_guidance(ev: Evaluator, method: Method, *, clips: int = 21, log=print) -> tuple[float, float]:
+    """The (text, image) guidance with the best combined score for `method` (its other fields as given) on
+    validation clips: the training side of the split, never the test set."""
     val = items(VALIDATION_SEED, clips, all_tasks=False)
     scores = {}
     for ts, ims in GUIDANCE_GRID:
-        rows = ev.run(Method("sweep", "clip", k, first="oracle", text_scale=ts, image_scale=ims), val, None, 0)
+        rows = ev.run(replace(method, name="sweep", text_scale=ts, image_scale=ims), val, None, 0)
         scores[(ts, ims)] = sum(r["combined"] for r in rows) / len(rows)
-        log(f"plug-and-play guidance text {ts} image {ims}: combined {scores[(ts, ims)]:.3f} on {clips} validation clips")
+        log(f"{method.name}: guidance text {ts} image {ims}: combined {scores[(ts, ims)]:.3f} on {clips} "
+            "validation clips")
     return max(scores, key=scores.get)
 
 
