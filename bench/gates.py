@@ -47,8 +47,8 @@ SUCCESS_GAP, WARP_RATIO, PSNR_GAP, CONTRAST_GAP, PROBE_ACC = 0.10, 1.5, 3.0, 0.1
 def gate_rows(args, cfg) -> pd.DataFrame:
     model = EveModel.from_config(cfg.model)
     e, f = cfg.edit, cfg.fdd
-    ev = Evaluator(model, teacher_steps=e.teacher_steps, teacher_guidance=e.teacher_guidance,
-                   teacher_image_guidance=e.teacher_image_guidance, spacing=e.timestep_spacing, batch=args.batch)
+    ev = Evaluator(model, teacher_steps=e.teacher_steps, teacher_guidance=f.edit_guidance,
+                   teacher_image_guidance=f.edit_image_guidance, spacing=e.timestep_spacing, batch=args.batch)
     edit = dict(text_scale=f.edit_guidance, image_scale=f.edit_image_guidance)
     k, n = args.k, args.many
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731

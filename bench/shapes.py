@@ -108,7 +108,7 @@ def main(argv=None) -> int:
         ap.error(f"--teachers: {yaml} does not exist (python -m eve.worlds.shapes train-teachers writes it)")
     for spec in ([args.student] if args.student else []) + [a.split("=", 1)[-1] for a in args.ablation]:
         if not Path(spec).exists():
-            ap.error(f"checkpoint {spec} does not exist (train one with train_fdd.py, or use data/shapes/student)")
+            ap.error(f"checkpoint {spec} does not exist (train one: python train_fdd.py --config configs/shapes/fdd.yaml)")
     if args.clips < 7 or not 1 <= args.k < args.many:
         ap.error(f"need --clips >= 7 and 1 <= --k < --many, got {args.clips}, {args.k}, {args.many}")
     out = Path(args.out)
