@@ -163,6 +163,28 @@ def test_teachers_train_and_load_through_the_real_paths(smoke_teachers, tmp_path
     assert read_video(out).frames.shape == (8, 3, W.SIZE, W.SIZE)
 
 
+def test_a_stage_continues_from_earlier_teachers(smoke_teachers, tmp_path):
+    """--init: the edit adapter starts from the earlier weights (not random ones) and its log goes on counting."""
+    import json
+
+    from safetensors.torch import load_file
+
+    from eve.worlds.shapes.teachers import train_teachers
+
+    earlier = smoke_teachers.parent
+    train_teachers(tmp_path, init=earlier, only="controlnet", steps=2)  # takes the earlier backbone with it
+    assert (tmp_path / "sd" / "unet").is_dir()
+    old, new = (load_file(str(r / "controlnet" / "diffusion_pytorch_model.safetensors")) for r in (earlier, tmp_path))
+    # EMA (decay 0.999) of two warm-up steps: the weights move by a hair from the earlier ones, never to new random ones
+    assert max(float((old[k].float() - new[k].float()).abs().max()) for k in old) < 1e-3
+    steps = [json.loads(line)["step"] for line in (tmp_path / "logs" / "controlnet.jsonl").read_text().splitlines()]
+    earlier_steps = [json.loads(line)["step"] for line in (earlier / "logs" / "controlnet.jsonl").read_text().splitlines()]
+    assert steps[: len(earlier_steps)] == earlier_steps and steps[len(earlier_steps):] == [max(earlier_steps) + 1,
+                                                                                           max(earlier_steps) + 2]
+    with pytest.raises(ValueError, match="only="):
+        train_teachers(tmp_path, steps=2)
+
+
 def test_gates_bench_runs_and_reports_every_gate(smoke_teachers, tmp_path):
     r = subprocess.run([sys.executable, str(ROOT / "bench" / "gates.py"), "--clips", "7", "--k", "1", "--many", "2",
                         "--probe-batches", "3", "--pnp-guidance", "1", "1", "--out", str(tmp_path),

@@ -17,6 +17,8 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--only", choices=["autoencoder", "backbone", "controlnet", "video", "features"],
                    help="one stage (its inputs must exist): the adapters can train in parallel processes")
+    t.add_argument("--init", help="an earlier teachers folder: continue each stage from its weights")
+    t.add_argument("--steps", type=int, help="with --only: that stage's step count")
     d = sub.add_parser("data", help="write the FDD dataset (source clips + 7 instructions each, no edited video)")
     d.add_argument("--out", default="runs/shapes/fdd", help="the committed set is data/shapes/fdd")
     d.add_argument("--clips", type=int, default=100)
@@ -30,7 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     elif args.cmd == "train-teachers":
         from eve.worlds.shapes.teachers import train_teachers
 
-        print(train_teachers(args.out, scale=args.scale, seed=args.seed, only=args.only))
+        if args.steps is not None and (args.only is None or args.steps < 1):
+            ap.error(f"--steps needs --only and a positive count, got --steps {args.steps} --only {args.only}")
+        print(train_teachers(args.out, scale=args.scale, seed=args.seed, only=args.only, init=args.init,
+                             steps=args.steps))
     return 0
 
 

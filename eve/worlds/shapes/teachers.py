@@ -15,7 +15,9 @@ them in the same diffusers / transformers / timm layouts as real weights (archit
    patch reconstruction: nothing teaches it invariance to noise, blur or a redrawn pattern.
 
 No stage ever sees a held-out scene (`data.draw`). Each stage keeps EMA weights, writes its folder atomically and is
-skipped when its folder exists, so an interrupted `train-teachers` resumes at the stage it was in.
+skipped when its folder exists, so an interrupted `train-teachers` resumes at the stage it was in. With `init` (an
+earlier teachers folder) a stage continues from that folder's weights instead of random ones, on fresh data (its own
+seed), and its log continues the earlier log's step count.
 """
 
 from __future__ import annotations
@@ -93,11 +95,14 @@ def optimise(opt: torch.optim.Optimizer, loss: torch.Tensor, params: list, ema: 
 class Stage:
     """Folder, progress bar, metrics.jsonl and atomic save of one training stage."""
 
-    def __init__(self, root: Path, name: str, steps: int):
+    def __init__(self, root: Path, name: str, steps: int, init: Path | None = None):
         self.final = root / name
         self.tmp = self.final.parent / f".{self.final.name}.tmp"
         self.log = root / "logs" / f"{name.replace('/', '_')}.jsonl"
         self.steps = steps
+        self.init = init / name if init else None  # the earlier weights this stage continues from
+        self.earlier_log = init / "logs" / self.log.name if init else None
+        self.offset = 0
         self.t0 = time.perf_counter()
 
     @property
@@ -105,17 +110,22 @@ class Stage:
         return self.final.exists()
 
     def begin(self, seed: int) -> random.Random:
-        """Fresh temporary folder and log; seeds torch; returns the stage's data generator."""
+        """Fresh temporary folder and log (a continuation's log starts as a copy of the earlier one); seeds torch;
+        returns the stage's data generator (a continuation draws other data than the run it continues)."""
         shutil.rmtree(self.tmp, ignore_errors=True)
         self.tmp.mkdir(parents=True)  # also makes the parent (sd/) for the backbone's stages
         self.log.parent.mkdir(parents=True, exist_ok=True)
-        self.log.write_text("")
+        earlier = self.earlier_log.read_text() if self.earlier_log and self.earlier_log.exists() else ""
+        self.offset = 1 + max((json.loads(line)["step"] for line in earlier.splitlines()), default=-1)
+        self.log.write_text(earlier)
+        seed += 7919 * self.offset  # a continuation must not replay the data its first run saw
         torch.manual_seed(seed)
         return random.Random(seed)
 
     def record(self, step: int, **values) -> None:
+        line = {"step": self.offset + step, "seconds": round(time.perf_counter() - self.t0, 1), **values}
         with open(self.log, "a") as f:
-            f.write(json.dumps({"step": step, "seconds": round(time.perf_counter() - self.t0, 1), **values}) + "\n")
+            f.write(json.dumps(line) + "\n")
 
     def progress(self, desc: str):
         return tqdm(range(self.steps), desc=desc, mininterval=10, maxinterval=30)
@@ -135,15 +145,14 @@ def frames(rng: random.Random, n: int) -> tuple[list[W.Scene], torch.Tensor]:
 
 
 def train_autoencoder(root: Path, steps: int, batch: int, seed: int, init: Path | None = None) -> None:
-    """L1 + L2 reconstruction with a small KL term; the scaling factor makes the latents unit-variance (as SD's).
-    `init`: start from these AutoencoderKL weights (to continue a run) instead of random ones."""
+    """L1 + L2 reconstruction with a small KL term; the scaling factor makes the latents unit-variance (as SD's)."""
     from diffusers import AutoencoderKL
 
-    st = Stage(root, "sd/vae", steps)
+    st = Stage(root, "sd/vae", steps, init)
     if st.done:
         return
-    rng = st.begin(seed + 10 + (1 if init else 0))
-    vae = AutoencoderKL.from_pretrained(init) if init else nets.autoencoder()
+    rng = st.begin(seed + 10)
+    vae = AutoencoderKL.from_pretrained(st.init) if st.init else nets.autoencoder()
     params = list(vae.parameters())
     opt = torch.optim.AdamW(params, lr=2e-3, weight_decay=0.0)
     ema = EMA(vae)
@@ -185,16 +194,20 @@ def latents(codec, x: torch.Tensor) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------- 2. backbone
 
 
-def train_backbone(root: Path, steps: int, batch: int, seed: int) -> None:
+def train_backbone(root: Path, steps: int, batch: int, seed: int, init: Path | None = None) -> None:
     from diffusers import DDIMScheduler
 
-    st = Stage(root, "sd/unet", steps)
+    st = Stage(root, "sd/unet", steps, init)
     if st.done:
         return
     rng = st.begin(seed)
     codec = load_autoencoder(root)
     tok = nets.word_tokenizer(W.VOCABULARY)
-    te, net = nets.text_encoder(len(tok)), nets.unet()
+    if init:
+        _, te, net = load_backbone(init)
+        te.requires_grad_(True).train(), net.requires_grad_(True).train()
+    else:
+        te, net = nets.text_encoder(len(tok)), nets.unet()
     params = list(te.parameters()) + list(net.parameters())
     opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=0.0)
     s = schedule()
@@ -252,14 +265,16 @@ def edit_pairs(rng: random.Random, n: int) -> tuple[list[int], list[str], list[s
     return tasks, ins, caps, torch.stack(src), torch.stack(tgt)
 
 
-def train_controlnet(root: Path, steps: int, batch: int, seed: int) -> None:
-    st = Stage(root, "controlnet", steps)
+def train_controlnet(root: Path, steps: int, batch: int, seed: int, init: Path | None = None) -> None:
+    from diffusers import ControlNetModel
+
+    st = Stage(root, "controlnet", steps, init)
     if st.done:
         return
     rng = st.begin(seed + 1)
     codec = load_autoencoder(root)
     tok, te, net = load_backbone(root)
-    cn = nets.controlnet(net)
+    cn = ControlNetModel.from_pretrained(st.init) if st.init else nets.controlnet(net)
     opt = torch.optim.AdamW(cn.parameters(), lr=5e-4)
     ema = EMA(cn)
     s = schedule()
@@ -297,22 +312,26 @@ def known_mask(rng: random.Random, num_frames: int) -> torch.Tensor:
     return mask
 
 
-def train_video_adapter(root: Path, steps: int, clips: int, seed: int) -> None:
-    from diffusers import UNetMotionModel
+def train_video_adapter(root: Path, steps: int, clips: int, seed: int, init: Path | None = None) -> None:
+    from diffusers import MotionAdapter, SparseControlNetModel, UNetMotionModel
 
-    st = Stage(root, "motion_adapter", steps)
+    st = Stage(root, "motion_adapter", steps, init)
     if st.done:
         return
     rng = st.begin(seed + 2)
     codec = load_autoencoder(root)
     tok, te, net = load_backbone(root)
-    adapter = nets.motion_adapter()
-    for name, p in adapter.named_parameters():
-        if "proj_out" in name:
-            torch.nn.init.zeros_(p)  # identity at the start (AnimateDiff's zero-initialised output projection)
+    if init:
+        adapter = MotionAdapter.from_pretrained(st.init)
+        sparse = SparseControlNetModel.from_pretrained(init / "sparsectrl")
+    else:
+        adapter = nets.motion_adapter()
+        for name, p in adapter.named_parameters():
+            if "proj_out" in name:
+                torch.nn.init.zeros_(p)  # identity at the start (AnimateDiff's zero-initialised output projection)
+        sparse = nets.first_frame_net(net)
     video_unet = UNetMotionModel.from_unet2d(net, adapter)
     video_unet.requires_grad_(False)
-    sparse = nets.first_frame_net(net)
     params = [p for n, p in video_unet.named_parameters() if "motion_modules" in n]
     for p in params:
         p.requires_grad_(True)
@@ -358,16 +377,19 @@ MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 
 
-def train_features(root: Path, steps: int, batch: int, seed: int, mask_ratio: float = 0.5) -> None:
+def train_features(root: Path, steps: int, batch: int, seed: int, mask_ratio: float = 0.5,
+                   init: Path | None = None) -> None:
     """Masked patch reconstruction on clean frames: half the patches are blanked in the input and every patch is
     reconstructed from the tokens, so the tokens must carry each patch's exact pattern and colour."""
     import timm.models
 
-    st = Stage(root, "dino", steps)
+    from eve.models.loading import load_timm
+
+    st = Stage(root, "dino", steps, init)
     if st.done:
         return
     rng = st.begin(seed + 3)
-    vit = nets.feature_vit()
+    vit = load_timm(str(st.init)) if st.init else nets.feature_vit()
     p = nets.VIT_ARGS["patch_size"]
     n = W.SIZE // p
     head = nn.Linear(nets.VIT_ARGS["embed_dim"], 3 * p * p)
@@ -433,25 +455,36 @@ fdd:
   video_guidance: 2.0
 """
 
-# The committed autoencoder trained 1000 steps, then 1200 more from those weights (`init_autoencoder`).
+# Step counts of a run from scratch. The committed teachers continued some stages (`--init`, `--steps`); their logs
+# (logs/*.jsonl beside the weights) hold every step of every stage, and the README lists the commands.
 STEPS = {"autoencoder": 2200, "backbone": 3000, "controlnet": 1500, "video": 1000, "features": 800}
 
 
 def train_teachers(root: str | os.PathLike, *, scale: float = 1.0, seed: int = 0, only: str | None = None,
-                   init_autoencoder: str | None = None) -> Path:
+                   init: str | os.PathLike | None = None, steps: int | None = None) -> Path:
     """Every stage into `root` (each skipped when already there). `scale` multiplies every step count; `only`
-    runs one stage (its inputs must exist), so independent stages can run in parallel processes;
-    `init_autoencoder` continues an earlier autoencoder run (its folder) for the autoencoder's step count."""
+    runs one stage (its inputs must exist), so independent stages can run in parallel processes; `init` (an
+    earlier teachers folder) continues each stage from its weights there; `steps` (with `only`) sets that stage's
+    step count."""
     root = Path(root)
+    if steps is not None and only is None:
+        raise ValueError("steps= sets one stage's step count: give only= as well")
+    if init is not None and not (Path(init) / "sd").is_dir():
+        raise ValueError(f"init={init} is not a teachers folder (no sd/ in it)")
+    init = Path(init) if init is not None else None
     root.mkdir(parents=True, exist_ok=True)
-    n = {k: max(2, int(v * scale)) for k, v in STEPS.items()}
+    if init is not None and only in ("controlnet", "video", "features") and not (root / "sd" / "unet").is_dir():
+        shutil.copytree(init / "sd", root / "sd", dirs_exist_ok=True)  # an adapter continues on the backbone it had
+        (root / "logs").mkdir(exist_ok=True)
+        for log in (init / "logs").glob("sd_*.jsonl"):
+            shutil.copy2(log, root / "logs" / log.name)
+    n = {k: steps if steps is not None else max(2, int(v * scale)) for k, v in STEPS.items()}
     stages = {
-        "autoencoder": lambda: train_autoencoder(root, n["autoencoder"], 24, seed,
-                                                 Path(init_autoencoder) if init_autoencoder else None),
-        "backbone": lambda: train_backbone(root, n["backbone"], 48, seed),
-        "controlnet": lambda: train_controlnet(root, n["controlnet"], 32, seed),
-        "video": lambda: train_video_adapter(root, n["video"], 6, seed),
-        "features": lambda: train_features(root, n["features"], 64, seed),
+        "autoencoder": lambda: train_autoencoder(root, n["autoencoder"], 24, seed, init),
+        "backbone": lambda: train_backbone(root, n["backbone"], 48, seed, init),
+        "controlnet": lambda: train_controlnet(root, n["controlnet"], 32, seed, init),
+        "video": lambda: train_video_adapter(root, n["video"], 6, seed, init),
+        "features": lambda: train_features(root, n["features"], 64, seed, init=init),
     }
     for name, run in stages.items():
         if only in (None, name):
