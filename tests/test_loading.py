@@ -1,6 +1,9 @@
 """Loading through the real from_pretrained paths, offline policy, LoRA files, configs."""
 
 import json
+import os
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -40,10 +43,48 @@ def test_tiny_yaml_paths_resolve_from_any_cwd(tiny_dir, tiny_cfg, monkeypatch, t
     assert cfg == tiny_cfg
 
 
-def test_hub_id_offline_fails_fast_with_a_clear_message(tiny_cfg):
+def test_hub_id_offline_fails_fast_with_a_clear_message(tiny_cfg, tmp_path, monkeypatch):
+    """Offline (the suite sets HF_HUB_OFFLINE) and not cached: one line naming the field and the fix, before any
+    weight loads; through edit.py: exit 2, no traceback, no retry lines, no output."""
+    from huggingface_hub import constants
+
+    from conftest import moving_square
+    from eve.data.video import write_video
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty_cache"))
     cfg = replace(tiny_cfg.model, controlnet="nobody/no-such-controlnet")
-    with pytest.raises(EveError, match="model.controlnet.*nobody/no-such-controlnet"):
+    with pytest.raises(EveError, match=r"^model.controlnet=nobody/no-such-controlnet is a hub id, and HF_HUB_OFFLINE "
+                                       r"is set and no copy is cached: set model.controlnet to a local folder"):
         EveModel.from_config(cfg)
+    clip = tmp_path / "clip.mp4"
+    write_video(clip, moving_square(4, 16, 16), 8)
+    r = subprocess.run([sys.executable, str(ROOT / "edit.py"), "--config", str(Path(tiny_cfg.model.pretrained).parent
+                        / "eve.yaml"), "--video", str(clip), "--instruction", "make it blue", "--output",
+                        str(tmp_path / "out.mp4"), "model.controlnet=nobody/no-such-controlnet"],
+                       capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "HF_HUB_CACHE": str(tmp_path / "empty")})
+    errors = [line for line in r.stderr.splitlines() if "error" in line.lower() or "retry" in line.lower()]
+    assert r.returncode == 2 and len(errors) == 1 and "model.controlnet=nobody" in errors[0], r.stderr[-2000:]
+    assert not (tmp_path / "out.mp4").exists()
+
+
+def test_a_cached_hub_copy_loads_without_network(tiny_cfg, tmp_path, monkeypatch):
+    """Offline with the hub id in the local cache (huggingface_hub's layout: refs/main names the snapshot):
+    it loads from there, no network call."""
+    import shutil
+
+    from huggingface_hub import constants
+
+    cache = tmp_path / "hub"
+    snapshot = cache / "models--someone--tiny-controlnet" / "snapshots" / ("0" * 40)
+    shutil.copytree(tiny_cfg.model.controlnet, snapshot)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("0" * 40)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    m = EveModel.from_config(replace(tiny_cfg.model, controlnet="someone/tiny-controlnet"))
+    ref = EveModel.from_config(tiny_cfg.model)
+    for (name, a), (_, b) in zip(m.controlnet.state_dict().items(), ref.controlnet.state_dict().items()):
+        assert torch.equal(a, b), name
 
 
 @pytest.mark.parametrize("field", ["pretrained", "controlnet", "motion_adapter"])

@@ -93,16 +93,21 @@ def test_tiny_run_crosses_the_switch_and_only_the_lora_changes(tiny_dir, toy, sh
     assert [p.name for p in checkpoint.checkpoints(tmp_path / "run")] == ["ckpt-000002", "ckpt-000004"]
 
 
-def test_edit_with_the_trained_checkpoint_alone(tiny_dir, toy, shared_cache, tmp_path):
+def test_edit_with_the_trained_checkpoint_alone(tiny_dir, toy, shared_cache, tmp_path, capsys):
     from eve.data.video import read_video
     from eve.editing.cli import main
 
     last = train(cfg_for(tiny_dir, toy, tmp_path / "run", shared_cache, "run.steps=1", "fdd.use_adversarial=false"))
     out = tmp_path / "edited.mp4"
     video = tiny_dir / "data" / "clips" / "clip000.mp4"
+    capsys.readouterr()
     code = main(["--checkpoint", str(last), "--video", str(video), "--instruction", "make the square blue",
                  "--task", "local", "--output", str(out)])
     assert code == 0 and read_video(out).frames.shape == read_video(video).frames.shape
+    tiny = load_config(ROOT / "configs" / "tiny.yaml")
+    said = capsys.readouterr().err
+    assert f"applied LoRA {last / EVE_LORA_NAME}: rank {tiny.model.lora_rank}, alpha {tiny.model.lora_rank}" in said
+    assert "step 1" in said and "to_q" in said, said
 
 
 @pytest.mark.parametrize("ema", [[], ["fdd.ema_decay=0.5"]], ids=["no_ema", "ema"])
@@ -138,6 +143,68 @@ def test_killed_and_resumed_run_matches_an_uninterrupted_one(tiny_dir, toy, shar
         torch.testing.assert_close(sa[k], sb[k], atol=1e-5, rtol=1e-4)
     steps = [r["step"] for r in metrics(out)]
     assert steps == sorted(set(steps)) == list(range(1, 7)), "metrics.jsonl has each step once after the resume"
+
+
+def test_a_run_folder_only_resumes_the_same_run(tiny_dir, toy, shared_cache, tmp_path):
+    """A changed manifest, setting or weight folder in a used out_dir is refused before any weight loads; the run's
+    length may change (continuing to more steps); run.resume=<checkpoint> continues on purpose and adopts the new
+    identity."""
+    from eve.train.identity import RunIdentity
+
+    out = tmp_path / "run"
+    base = ("fdd.use_adversarial=false",)
+    train(cfg_for(tiny_dir, toy, out, shared_cache, "run.steps=2", *base))
+    before = RunIdentity.read(out)
+    other = _first_rows(toy, tmp_path, 1)
+    for extra, changed in (([f"data.manifest={other}"], "manifest"), (["fdd.k=2"], "config"),
+                           ([f"model.dino={tiny_dir / 'sd'}"], "weights")):
+        with pytest.raises(EveError, match=rf"holds another run \(changed: {changed}\).*run\.resume=.*ckpt-000002"):
+            train(cfg_for(tiny_dir, toy, out, shared_cache, "run.steps=3", *base, *extra))
+    assert [p.name for p in checkpoint.checkpoints(out)] == ["ckpt-000002"] and RunIdentity.read(out) == before
+    with pytest.raises(EveError, match="run.resume=never, but .* holds checkpoints"):
+        train(cfg_for(tiny_dir, toy, out, shared_cache, "run.steps=3", "run.resume=never", *base))
+
+    longer = train(cfg_for(tiny_dir, toy, out, shared_cache, "run.steps=3", "run.save_every=3", *base))
+    assert longer.name == "ckpt-000003" and [r["step"] for r in metrics(out)] == [1, 2, 3]
+
+    on_purpose = train(cfg_for(tiny_dir, toy, out, shared_cache, "run.steps=4", "run.save_every=4", *base,
+                               f"data.manifest={other}", f"run.resume={longer}"))
+    assert on_purpose.name == "ckpt-000004" and RunIdentity.read(out) != before
+    r = subprocess.run([sys.executable, str(ROOT / "train_fdd.py"), "--config", str(ROOT / "configs" / "tiny.yaml"),
+                        *overrides(tiny_dir, toy, out, shared_cache, "run.steps=5", *base)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "changed: manifest" in r.stderr, r.stderr[-2000:]
+
+
+def test_a_gpu_launch_on_a_machine_without_gpus_is_one_line(monkeypatch):
+    """accelerate launch with a GPU config where CUDA is missing: the first process raises one EveError, the
+    others leave quietly (exit 0) instead of each printing the same traceback; a CPU launch is left alone."""
+    from eve.train.cli import launched_on_missing_gpus
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setenv("WORLD_SIZE", "8")
+    monkeypatch.setenv("RANK", "0")
+    with pytest.raises(EveError, match="launched as 8 GPU processes, but this machine has no CUDA GPU"):
+        launched_on_missing_gpus()
+    monkeypatch.setenv("RANK", "3")
+    with pytest.raises(SystemExit) as quiet:
+        launched_on_missing_gpus()
+    assert quiet.value.code == 0
+    monkeypatch.setenv("ACCELERATE_USE_CPU", "true")
+    launched_on_missing_gpus()
+
+
+def test_a_run_that_fails_before_its_first_step_leaves_no_folder(tiny_dir, toy, shared_cache, tmp_path):
+    """The dino folder exists (so every check before loading passes) but holds no weights: the run fails while its
+    models load, after its folder was made, and removes the folder."""
+    out, empty = tmp_path / "run", tmp_path / "empty_dino"
+    empty.mkdir()
+    with pytest.raises(EveError, match="cannot load model.dino"):
+        train(cfg_for(tiny_dir, toy, out, shared_cache, f"model.dino={empty}"))
+    assert not out.exists()
+    with pytest.raises(EveError, match="no_such_dino"):  # a missing folder fails earlier still
+        train(cfg_for(tiny_dir, toy, out, shared_cache, f"model.dino={tmp_path / 'no_such_dino'}"))
+    assert not out.exists()
 
 
 def test_checkpoints_export_the_ema_and_keep_the_trained_lora(tiny_dir, toy, shared_cache, tmp_path):
@@ -249,9 +316,22 @@ def test_cache_is_keyed_by_teacher_identity(tiny_dir, toy, tmp_path):
     fp = teacher_fingerprint(small)
     assert teacher_fingerprint(replace(small, fdd=replace(small.fdd, edit_guidance=3.0))) != fp
     assert teacher_fingerprint(replace(small, fdd=replace(small.fdd, real_steps=5))) != fp
-    cn = Path(small.model.controlnet) / "config.json"
-    os.utime(cn, ns=(cn.stat().st_atime_ns, cn.stat().st_mtime_ns + 10**9))  # a changed edit adapter
-    assert teacher_fingerprint(small) != fp
+    # the teachers count by content: a copy of the edit adapter elsewhere, touched, is the same teacher ...
+    import shutil
+
+    from diffusers import ControlNetModel
+
+    same = tmp_path / "controlnet_copy"
+    shutil.copytree(small.model.controlnet, same)
+    os.utime(same / "config.json", ns=(0, 10**9))
+    assert teacher_fingerprint(replace(small, model=replace(small.model, controlnet=str(same)))) == fp
+    # ... and one whose weights changed is not
+    cn = ControlNetModel.from_pretrained(small.model.controlnet)
+    with torch.no_grad():
+        next(cn.parameters()).add_(1e-3)
+    cn.save_pretrained(tmp_path / "controlnet_changed")
+    changed = replace(small, model=replace(small.model, controlnet=str(tmp_path / "controlnet_changed")))
+    assert teacher_fingerprint(changed) != fp
     row = pd.read_csv(small.data.manifest, keep_default_na=False).iloc[0].to_dict() | {"start": 0}
     hit = RealSampleCache(tmp_path / "cache").get(datapoint_key(row, fp))
     assert hit is not None and hit["edit"].shape == hit["video"].shape == (4, 3, 16, 16)

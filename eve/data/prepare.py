@@ -67,10 +67,12 @@ def prepare(cfg) -> Path:
         raise EveError(f"input not found: {cfg.input}") from None
     if not videos:
         raise EveError(f"no videos found in {cfg.input}")
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     if cfg.captions_file is None and cfg.caption_model is None:
         raise EveError("give captions_file or caption_model: clips need input captions")
+    if cfg.learned_cuts:
+        cuts.require_transnet()
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
     counts, drops = [], {}
 
     def drop(reason: str, n: int = 1):

@@ -42,7 +42,9 @@ def text_area(frames: np.ndarray, samples: int = 3, min_score: float = 0.8, min_
 
         from rapidocr import RapidOCR
 
-        _OCR = RapidOCR()
+        from eve.utils.threads import ocr_options
+
+        _OCR = RapidOCR(params=ocr_options())
         logging.getLogger("RapidOCR").disabled = True  # per-frame INFO/WARNING lines
     worst = 0.0
     for i in np.linspace(0, len(frames) - 1, min(samples, len(frames))).round().astype(int):

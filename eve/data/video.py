@@ -6,6 +6,7 @@ Writes mp4 (H.264) or gif to a temporary name and renames at the end, so a failu
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from fractions import Fraction
@@ -17,6 +18,8 @@ import torch.nn.functional as F_
 from torch import Tensor
 
 from eve.errors import EveError
+
+logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 OUTPUT_SUFFIXES = (".mp4", ".gif")
@@ -121,10 +124,17 @@ def write_video(path: str | os.PathLike, frames: Tensor, fps: Fraction | float) 
     rate = Fraction(fps).limit_denominator(1001)
     tmp = p.with_name(f".{p.stem}.tmp-{os.getpid()}{p.suffix}")
     try:
+        gif = p.suffix.lower() == ".gif"
+        if gif:  # one palette for the whole clip, no dithering: flat colour stays flat (rgb8 made checkerboards)
+            indices, palette, colours = _gif_palette(data)
+            argb = np.concatenate([np.full((256, 1), 255, np.uint8), palette], 1)
+            if colours > 256:
+                logger.info("%s: %d colours, a GIF holds 256 (the nearest are used); write .mp4 to keep them all",
+                            p.name, colours)
         with av.open(str(tmp), mode="w") as container:
-            if p.suffix.lower() == ".gif":
+            if gif:
                 stream = container.add_stream("gif", rate=rate)
-                stream.pix_fmt = "rgb8"
+                stream.pix_fmt = "pal8"
             else:
                 stream = container.add_stream("libx264", rate=rate)
                 # yuv420p (the playable default) needs even sizes; odd sizes keep full chroma instead.
@@ -132,7 +142,8 @@ def write_video(path: str | os.PathLike, frames: Tensor, fps: Fraction | float) 
                 stream.options = {"crf": "18", "preset": "medium"}
             stream.width, stream.height = W, H
             for i in range(F):
-                frame = av.VideoFrame.from_ndarray(data[i], format="rgb24")
+                frame = av.VideoFrame.from_ndarray((indices[i], argb), format="pal8") if gif else \
+                    av.VideoFrame.from_ndarray(data[i], format="rgb24")
                 for packet in stream.encode(frame):
                     container.mux(packet)
             for packet in stream.encode():
@@ -141,6 +152,25 @@ def write_video(path: str | os.PathLike, frames: Tensor, fps: Fraction | float) 
     finally:
         tmp.unlink(missing_ok=True)
     return p
+
+
+def _gif_palette(data: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """(indices [F, H, W] uint8, palette [256, 3] uint8, colours in the clip): every colour exactly when the clip
+    has at most 256, else a median-cut palette of the whole clip, mapped without dithering."""
+    F, H, W, _ = data.shape
+    packed = data.reshape(-1, 3).astype(np.uint32) @ np.array([1 << 16, 1 << 8, 1], np.uint32)  # one int a colour
+    unique, inverse = np.unique(packed, return_inverse=True)
+    palette = np.zeros((256, 3), np.uint8)
+    if len(unique) <= 256:
+        palette[: len(unique)] = np.stack([unique >> 16, (unique >> 8) & 255, unique & 255], 1)
+        return inverse.reshape(F, H, W).astype(np.uint8), palette, len(unique)
+    from PIL import Image
+
+    montage = Image.fromarray(data.reshape(F * H, W, 3))
+    quantized = montage.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    pal = np.frombuffer(bytes(quantized.getpalette()[: 3 * 256]), np.uint8).reshape(-1, 3)
+    palette[: len(pal)] = pal
+    return np.asarray(quantized).reshape(F, H, W), palette, len(unique)
 
 
 def fit_size(height: int, width: int, short_side: int, multiple: int, max_long_side: int | None = None) -> tuple[int, int]:

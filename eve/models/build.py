@@ -9,7 +9,7 @@ from typing import Iterator
 from eve.diffusion.schedule import NoiseSchedule
 from eve.errors import EveError
 from eve.models.codec import IdentityCodec, VaeCodec
-from eve.models.loading import DTYPES, from_pretrained, load_scheduler_config
+from eve.models.loading import DTYPES, check_weight_refs, from_pretrained, load_scheduler_config
 from eve.models.text import TextEncoder
 
 logger = logging.getLogger(__name__)
@@ -59,6 +59,7 @@ def load_parts(cfg) -> dict:
     from transformers import CLIPTextModel, CLIPTokenizer
 
     quiet_libraries()
+    check_weight_refs(cfg)  # every reference first: a bad one fails before anything loads
     dtype = DTYPES[cfg.dtype]
     schedule = build_schedule(cfg)
     unet2d = from_pretrained(UNet2DConditionModel, cfg.pretrained, "pretrained", "unet", torch_dtype=dtype)

@@ -1,19 +1,26 @@
 """Load each frozen component by local folder or hub id through the components' own `from_pretrained`.
 
 A reference that exists on disk is loaded from there with `local_files_only=True`; anything else must look like a
-hub id (`org/name`) and is only fetched when the user named one, never silently; HF_HUB_OFFLINE=1 is honoured by
-huggingface_hub. Every failure becomes an EveError naming the config field and the reference.
+hub id (`org/name`) and is only fetched when the user named one, never silently. Before a hub id loads, one quick
+look decides how: the hub's host reachable (fetch), or not (HF_HUB_OFFLINE=1, no network) but a copy in the local
+cache (load it, no retries), or neither: one EveError naming the field and the fix, not 30 s of retries. Every
+failure becomes an EveError naming the config field and the reference.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 import re
+import socket
 from pathlib import Path
+from urllib.parse import urlparse
 from typing import Any
 
 import torch
 
+from eve.config import WEIGHT_FIELDS
 from eve.errors import EveError
 
 logger = logging.getLogger(__name__)
@@ -37,18 +44,71 @@ def resolve(ref: str, field: str) -> tuple[str, bool]:
     raise EveError(f"weight folder not found: {ref} (named by model.{field})")
 
 
+def check_weight_refs(model_cfg) -> None:
+    """Every weight the model config names is a local folder or a hub id this machine can fetch or has cached;
+    called before any weight loads so a bad reference costs seconds, not a half-made run."""
+    for field in WEIGHT_FIELDS:
+        ref = getattr(model_cfg, field, None)
+        if ref:
+            path, local = resolve(ref, field)
+            if not local:
+                hub_cache_only(path, field)
+
+
+@functools.lru_cache(maxsize=None)
+def _hub_reachable() -> str | None:
+    """None when the hub can be reached, else why not."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return "HF_HUB_OFFLINE is set"
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return None  # behind a proxy a direct connection says nothing: let huggingface_hub try
+    host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=3).close()
+        return None
+    except OSError as e:
+        return f"{host} cannot be reached: {e.strerror or e}"
+
+
+def _snapshot(ref: str) -> str | None:
+    """The folder of the cached copy of a hub id, or None."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return snapshot_download(ref, local_files_only=True)
+    except (LocalEntryNotFoundError, OSError, ValueError):
+        return None
+
+
+def hub_cache_only(ref: str, field: str) -> bool:
+    """For a hub id: False = fetch it (the hub is reachable), True = load the cached copy without any network
+    call; neither possible = EveError naming the field and the fix."""
+    why = _hub_reachable()
+    if why is None:
+        return False
+    if _snapshot(ref) is not None:
+        logger.info("model.%s: %s; using the cached copy of %s", field, why, ref)
+        return True
+    raise EveError(f"model.{field}={ref} is a hub id, and {why} and no copy is cached: set model.{field} to a local "
+                   "folder (README: Weights and offline use), or run with network access")
+
+
 def from_pretrained(cls: Any, ref: str, field: str, subfolder: str | None = None, **kwargs) -> Any:
     """`cls.from_pretrained(ref, subfolder=...)` with eve's offline policy and error messages."""
     path, local = resolve(ref, field)
     where = f"{path}/{subfolder}" if subfolder else path
     if local and subfolder and not (Path(path) / subfolder).is_dir():
         raise EveError(f"weight folder not found: {where} (model.{field} has no {subfolder}/ folder)")
+    cache_only = local or hub_cache_only(path, field)
     if not local:
-        logger.info("loading model.%s from the hub id %s", field, ref)
+        logger.info("loading model.%s from the hub id %s%s", field, ref, " (cached copy)" if cache_only else "")
     try:
         if subfolder:
             kwargs["subfolder"] = subfolder
-        return cls.from_pretrained(path, local_files_only=local or None, **kwargs)
+        return cls.from_pretrained(path, local_files_only=cache_only or None, **kwargs)
     except (OSError, ValueError, KeyError, RuntimeError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         hint = "" if local else " (hub ids need network access; set a local folder for offline use)"
@@ -62,8 +122,9 @@ def load_scheduler_config(ref: str) -> dict:
     path, local = resolve(ref, "pretrained")
     if local and not (Path(path) / "scheduler").is_dir():
         raise EveError(f"weight folder not found: {path}/scheduler (model.pretrained has no scheduler/ folder)")
+    cache_only = local or hub_cache_only(path, "pretrained")
     try:
-        return dict(DDIMScheduler.load_config(path, subfolder="scheduler", local_files_only=local or None))
+        return dict(DDIMScheduler.load_config(path, subfolder="scheduler", local_files_only=cache_only or None))
     except (OSError, ValueError) as e:
         raise EveError(f"cannot read the noise schedule of model.pretrained ({path}/scheduler): {e}") from None
 
@@ -74,6 +135,8 @@ def load_timm(ref: str, field: str = "dino", **kwargs) -> torch.nn.Module:
 
     path, local = resolve(ref, field)
     name = f"local-dir:{path}" if local else f"hf-hub:{path}"
+    if not local and hub_cache_only(path, field):
+        name = f"local-dir:{_snapshot(path)}"  # timm takes no local_files_only: load the cached snapshot's folder
     try:
         return timm.create_model(name, pretrained=True, **kwargs)
     except (OSError, ValueError, RuntimeError, FileNotFoundError) as e:

@@ -11,16 +11,18 @@ config) and diffusers' LoRA format (`pytorch_lora_weights.safetensors`, keys pre
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 from pathlib import Path
 
-import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from eve.errors import EveError
+
+logger = logging.getLogger(__name__)
 
 ADAPTER = "student"
 MOTION_EXCLUDE = r".*motion_modules.*"  # never adapt the temporal layers (paper: LoRA over the T2I backbone)
@@ -162,7 +164,21 @@ def load_lora(unet: nn.Module, path: str | os.PathLike) -> dict[str, str]:
     ref = next(p for p in unet.parameters() if not p.requires_grad)
     for p in lora_parameters(unet):
         p.data = p.data.to(ref.device)
+    kinds = sorted({_layer_kind(m) for m in modules})
+    logger.info("applied LoRA %s: rank %d, alpha %g, %d layers (%s)%s", find_lora_file(path), rank,
+                alpha if alpha is not None else rank, len(modules), ", ".join(kinds),
+                f", step {meta['step']}" if "step" in meta else "")
     return meta
+
+
+def _layer_kind(module: str) -> str:
+    """`...attn1.to_out.0` -> `to_out.0`, `...ff.net.0.proj` -> `ff.net.0.proj`: the default target it ends with."""
+    from eve.config import DEFAULT_LORA_TARGETS
+
+    for target in sorted(DEFAULT_LORA_TARGETS, key=len, reverse=True):
+        if module.endswith("." + target):
+            return target
+    return next(p for p in reversed(module.split(".")) if not p.isdigit())
 
 
 def load_lora_into(unet: nn.Module, path: str | os.PathLike) -> dict[str, str]:

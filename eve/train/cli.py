@@ -4,8 +4,28 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import sys
 
 logger = logging.getLogger("eve.train")
+
+
+def launched_on_missing_gpus() -> None:
+    """`accelerate launch` with a GPU launch config on a machine without CUDA: the first process says so in one
+    line (exit 2), the others leave quietly, instead of every process printing the same traceback."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world < 2 or os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes"):
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    if int(os.environ.get("RANK", "0")) != 0:
+        sys.exit(0)
+    from eve.errors import EveError
+
+    raise EveError(f"launched as {world} GPU processes, but this machine has no CUDA GPU: run python train_fdd.py "
+                   "directly, or give accelerate launch --cpu")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
 
     def body() -> None:
+        launched_on_missing_gpus()
         last = train(load_config(args.config, args.overrides))
         logger.info("done; last checkpoint: %s", last)
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
-import math
+import os
+import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
@@ -24,12 +25,13 @@ from eve.data.manifest import read_manifest
 from eve.errors import EveError
 from eve.models.composed import EveModel
 from eve.models.discriminator import DinoFeatures, EditDiscriminator, VideoDiscriminator, trainable_state_dict
-from eve.models.loading import load_timm
+from eve.models.loading import check_weight_refs, load_timm
 from eve.models.lora import EVE_LORA_NAME, export_diffusers_lora, load_lora_into, lora_parameters, save_lora
 from eve.train import checkpoint
 from eve.train.augment import Augment
 from eve.train.ema import Ema, load_trained_state, trained_state
 from eve.train.fdd import Batch, FddDiscriminator, FddGenerator
+from eve.train.identity import RunIdentity, check_same_run
 from eve.train.real_samples import RealSampleCache, cache_dir, datapoint_key, row_generator, teacher_fingerprint
 from eve.train.real_samples import teacher_samples
 from eve.train.samples import save_sample_grid
@@ -143,14 +145,32 @@ def build_parts(cfg, device, seed: int = 0) -> Parts:
 
 
 def train(cfg) -> Path:
-    """Run (or resume) FDD; returns the last checkpoint folder."""
+    """Run (or resume) FDD; returns the last checkpoint folder. Everything checkable (config, manifest, whether
+    out_dir holds this run) is checked before any weight loads; a run that fails before its first step leaves no
+    folder behind."""
+    validate(cfg)
+    check_weight_refs(cfg.model)
+    rows = read_manifest(cfg.data.manifest)
+    out = Path(cfg.run.out_dir)
+    if out.exists() and not out.is_dir():
+        raise EveError(f"run.out_dir={out} is a file, not a folder")
+    identity = RunIdentity.of(cfg, rows)
+    check_same_run(out, identity, resume=cfg.run.resume, checkpoints=checkpoint.checkpoints(out))
+    ckpt = checkpoint.find_resume(out, cfg.run.resume)
+    fresh = not out.exists()
+    progress = {"steps": 0}
+    try:
+        return _train(cfg, rows, out, identity, ckpt, progress)
+    except BaseException:
+        if fresh and progress["steps"] == 0 and int(os.environ.get("RANK", "0")) == 0:
+            shutil.rmtree(out, ignore_errors=True)  # nothing was trained: leave nothing behind (main process only)
+        raise
+
+
+def _train(cfg, rows, out: Path, identity: RunIdentity, ckpt: Path | None, progress: dict) -> Path:
     from accelerate import Accelerator
 
-    # Setup run
-    validate(cfg)
-    rows = read_manifest(cfg.data.manifest)
     run = cfg.run
-    out = Path(run.out_dir)
     acc = Accelerator(mixed_precision=run.mixed_precision)
     world, rank = acc.num_processes, acc.process_index
     per_step = run.batch_size // run.micro_batch
@@ -160,6 +180,7 @@ def train(cfg) -> Path:
     if acc.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.yaml").write_text(to_yaml(cfg))
+        identity.write(out)
     torch.manual_seed(run.seed + rank)
 
     # Build models: one frozen EveModel (teachers are switches), LoRA, discriminators on one frozen DINO
@@ -177,7 +198,6 @@ def train(cfg) -> Path:
     ema = Ema(lora, cfg.fdd.ema_decay) if cfg.fdd.ema_decay > 0 else None
     cursor = Cursor(len(rows), run.seed)
     start = 0
-    ckpt = checkpoint.find_resume(out, run.resume)
     if ckpt is not None:
         state, tensors = checkpoint.load_state(ckpt)
         load_lora_into(model.unet, ckpt / EVE_LORA_NAME)
@@ -197,7 +217,8 @@ def train(cfg) -> Path:
         cursor = Cursor(len(rows), run.seed, **state["cursor"])
         start = state["step"]
         logger.info("resumed from %s at step %d", ckpt, start)
-        _truncate_metrics(out / "metrics.jsonl", start)
+    if acc.is_main_process:
+        _truncate_metrics(out / "metrics.jsonl", start)  # a fresh start in a used folder logs from scratch
 
     # Build data
     size = cfg.data.size or cfg.model.resolution
@@ -274,6 +295,7 @@ def train(cfg) -> Path:
             acc.wait_for_everyone()
             if acc.is_main_process:
                 last = _save(cfg, out, step + 1, model, discs, opt_g, opt_d, gen, rank, cursor, ema)
+        progress["steps"] += 1
     bar.close()
     if pool:
         pool.shutdown()

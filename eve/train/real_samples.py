@@ -29,6 +29,7 @@ from eve.diffusion.timesteps import ddim_timesteps
 from eve.models.composed import Cond, EveModel, Role
 from eve.models.known import first_frame
 from eve.models.lora import atomic_save
+from eve.train.identity import weights_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -74,21 +75,11 @@ def teacher_samples(
     return edit, sample(den, noise(), ts, model.schedule)
 
 
-def _file_fingerprint(ref: str | None) -> object:
-    """Local folder: names, sizes and mtimes of its files; hub id: the id."""
-    if not ref:
-        return None
-    p = Path(ref)
-    if not p.is_dir():
-        return ref
-    return sorted((str(f.relative_to(p)), f.stat().st_size, f.stat().st_mtime_ns) for f in p.rglob("*") if f.is_file())
-
-
 def teacher_fingerprint(cfg) -> str:
     """Everything the teachers' samples depend on besides the data point."""
     m, f = cfg.model, cfg.fdd
     spec = {
-        "weights": [_file_fingerprint(r) for r in (m.pretrained, m.controlnet, m.motion_adapter, m.sparsectrl)],
+        "weights": [weights_fingerprint(r) for r in (m.pretrained, m.controlnet, m.motion_adapter, m.sparsectrl)],
         "model": [m.codec, m.dtype, m.first_frame, m.controlnet_text, m.controlnet_scale, m.sparsectrl_scale,
                   m.prediction_type, m.zero_terminal_snr, m.num_frames],
         "data": [cfg.data.stride, cfg.data.size or m.resolution],

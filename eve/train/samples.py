@@ -61,7 +61,8 @@ def save_sample_grid(path: str | os.PathLike, model: EveModel, batch, k: int, se
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     H = batch.frames.shape[-2]
-    img = grid_image(edit_rows(model, batch, k, seed), scale=max(1, 128 // H))
+    img = grid_image(edit_rows(model, batch, k, seed), scale=max(1, 128 // H),
+                     labels=["input", "plug-and-play", f"student ({k} steps)"])
     tmp = p.with_name(f".{p.name}.tmp")
     img.save(tmp, format="PNG")
     os.replace(tmp, p)
