@@ -40,9 +40,17 @@ def test_a_bad_override_is_one_line():
 
 def test_cgroup_quota_caps_the_cores(tmp_path):
     (tmp_path / "cpu.max").write_text("150000 100000\n")
-    assert cgroup_quota(tmp_path) == 1.5 and cores(tmp_path) == min(2, len(os.sched_getaffinity(0)))
+    assert cgroup_quota(tmp_path, tmp_path / "none") == 1.5 and cores(tmp_path) == min(2, len(os.sched_getaffinity(0)))
     (tmp_path / "cpu.max").write_text("max 100000\n")
-    assert cgroup_quota(tmp_path) is None and cores(tmp_path) == len(os.sched_getaffinity(0))
+    assert cgroup_quota(tmp_path, tmp_path / "none") is None and cores(tmp_path) == len(os.sched_getaffinity(0))
+    nested = tmp_path / "nested"  # cgroup v2 without a namespace: the limit sits on this process's own cgroup
+    (nested / "jobs" / "eve").mkdir(parents=True)
+    (nested / "cgroup.controllers").write_text("cpu\n")
+    (nested / "jobs" / "cpu.max").write_text("300000 100000\n")
+    (nested / "jobs" / "eve" / "cpu.max").write_text("max 100000\n")
+    (tmp_path / "self_cgroup").write_text("0::/jobs/eve\n")
+    assert cgroup_quota(nested, tmp_path / "self_cgroup") == 3.0, "an ancestor's limit counts"
+    assert cgroup_quota(nested, tmp_path / "no_such_file") is None
     v1 = tmp_path / "v1"
     (v1 / "cpu").mkdir(parents=True)
     (v1 / "cpu" / "cpu.cfs_quota_us").write_text("50000")

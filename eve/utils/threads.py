@@ -27,20 +27,38 @@ ENV = "EVE_NUM_THREADS"
 CGROUP = Path("/sys/fs/cgroup")
 
 
-def cores(cgroup: Path = CGROUP) -> int:
+def cores(cgroup: Path = CGROUP, membership: Path = Path("/proc/self/cgroup")) -> int:
     """CPUs this process may run on: the affinity mask, capped by a cgroup CPU quota (rounded up)."""
     n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    quota = cgroup_quota(cgroup)
+    quota = cgroup_quota(cgroup, membership)
     return max(1, min(n, math.ceil(quota))) if quota else n
 
 
-def cgroup_quota(cgroup: Path = CGROUP) -> float | None:
-    """CPUs' worth of time the cgroup may use (v2 `cpu.max`, else v1 `cpu/cpu.cfs_quota_us`), None if unlimited."""
+def _v2_limits(cgroup: Path, membership: Path) -> list[float]:
+    """cgroup v2: the quota of this process's own cgroup (`0::/path` in /proc/self/cgroup) and of each ancestor."""
     try:
-        v2 = cgroup / "cpu.max"
-        if v2.is_file():
-            q, period = v2.read_text().split()[:2]
-            return None if q == "max" else int(q) / int(period)
+        rel = next(line[3:] for line in membership.read_text().splitlines() if line.startswith("0::"))
+    except (OSError, StopIteration):
+        rel = "/"
+    folder, out = cgroup / rel.strip("/"), []
+    while True:
+        f = folder / "cpu.max"
+        if f.is_file():
+            q, period = f.read_text().split()[:2]
+            if q != "max":
+                out.append(int(q) / int(period))
+        if folder == cgroup or cgroup not in folder.parents:
+            return out
+        folder = folder.parent
+
+
+def cgroup_quota(cgroup: Path = CGROUP, membership: Path = Path("/proc/self/cgroup")) -> float | None:
+    """CPUs' worth of time this process's cgroup may use (v2 `cpu.max` of its cgroup and every ancestor, the
+    smallest; else v1 `cpu/cpu.cfs_quota_us`), None if unlimited."""
+    try:
+        if (cgroup / "cgroup.controllers").is_file() or (cgroup / "cpu.max").is_file():  # v2
+            limits = _v2_limits(cgroup, membership)
+            return min(limits) if limits else None
         q = int((cgroup / "cpu" / "cpu.cfs_quota_us").read_text())
         period = int((cgroup / "cpu" / "cpu.cfs_period_us").read_text())
         return None if q <= 0 else q / period
