@@ -94,8 +94,8 @@ def probe(cfg, parts, data, *, held_out: int, epochs: int, d_lr: float, log=prin
     train, held = data[:-held_out], data[-held_out:]
     frames = parts.generator_step.disc_frames(cfg.model.num_frames)
     opt = torch.optim.Adam(parts.head_params, lr=d_lr, betas=tuple(cfg.optim.d_betas))
-    log(f"| epoch | train edit gap | train edit acc | train video gap | train video acc | held-out edit gap | "
-        f"held-out edit acc | held-out video gap | held-out video acc |\n|" + "---|" * 9)
+    log("| epoch | train edit gap | train edit acc | train video gap | train video acc | held-out edit gap | "
+        "held-out edit acc | held-out video gap | held-out video acc |\n|" + "---|" * 9)
     for epoch in range(epochs + 1):
         if epoch:
             for b, fake_e, fake_v, real_e, real_v in train:

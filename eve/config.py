@@ -62,6 +62,16 @@ class EditConfig:
     window_overlap: int = 1  # already-edited frames each later window starts with (OQ-24)
     max_long_side: Optional[int] = None  # cap on the working size's long side (None: no cap)
     seed: int = 0
+    # Editing with an instruction alone (issue 11). The task comes from eve.tasks' rules ("rules") or from the
+    # writer's reply ("writer"); the output caption is written by `writer` (template | transformers | openai |
+    # module:attr, as the data stage's instruction writers) from the caption `captioner` gives the first frame (a
+    # local image-to-text model folder, or module:attr). No captioner: the backbone sees the instruction instead.
+    task_from: Literal["rules", "writer"] = "rules"
+    captioner: Optional[str] = None
+    writer: str = "template"
+    llm_model: Optional[str] = None  # local chat model folder, or the model name for an OpenAI-compatible server
+    llm_url: Optional[str] = None  # OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1
+    llm_retries: int = 2
 
 
 @dataclass
@@ -265,13 +275,30 @@ def _resolve_relative(value: str, base: Path) -> str:
     return str((base / value).resolve()) if value.startswith(("./", "../")) else value
 
 
-def config_from_text(text: str, origin: str, overrides: list[str] | None = None, schema: type = EveConfig):
-    """The same as load_config for YAML text carried elsewhere (a checkpoint's metadata); paths stay as written."""
+def config_from_text(text: str, origin: str, overrides: list[str] | None = None, schema: type = EveConfig, *,
+                     base: str | os.PathLike | None = None):
+    """The same as load_config for YAML text carried elsewhere (a checkpoint's metadata); relative weight paths are
+    resolved against `base` (the checkpoint's folder, see `portable_yaml`)."""
     try:
         raw = OmegaConf.to_container(OmegaConf.create(text))
     except Exception as e:
         raise EveError(f"cannot read the config stored in {origin}: {_one_line(e)}") from None
+    if base is not None and isinstance(raw, dict) and isinstance(raw.get("model"), dict):
+        _resolve_paths(raw["model"], Path(base).resolve())
     return _merge(raw, origin, overrides, schema)
+
+
+def portable_yaml(cfg, base: str | os.PathLike) -> str:
+    """The resolved config as YAML with every local weight path relative to `base` (a checkpoint's folder), so the
+    checkpoint works on another machine or after the run folder moves with the weights beside it."""
+    data = OmegaConf.to_container(OmegaConf.structured(cfg))
+    base = Path(base).resolve()
+    for key in WEIGHT_FIELDS:
+        ref = data["model"].get(key)
+        if isinstance(ref, str) and ref and Path(ref).is_absolute() and Path(ref).exists():
+            rel = os.path.relpath(ref, base)
+            data["model"][key] = rel if rel.startswith("..") else f"./{rel}"
+    return OmegaConf.to_yaml(OmegaConf.create(data))
 
 
 def _one_line(e: Exception) -> str:

@@ -39,8 +39,10 @@ def main(argv: list[str] | None = None) -> int:
     from eve.editing.cli import main as edit_main
     from eve.models.tiny import write_tiny
 
-    ap = argparse.ArgumentParser(prog="python -m eve.demo")
-    ap.add_argument("out_dir", nargs="?", default="runs/demo")
+    from eve.utils.cli import HelpFormatter
+
+    ap = argparse.ArgumentParser(prog="python -m eve.demo", formatter_class=HelpFormatter, description=__doc__)
+    ap.add_argument("out_dir", nargs="?", default="runs/demo", help="where the edited clips and the grid go")
     ap.add_argument("--tiny-dir", default="runs/tiny", help="where the tiny model set and toy dataset go")
     args = ap.parse_args(argv)
     out = Path(args.out_dir)

@@ -13,6 +13,25 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 
+def pytest_xdist_auto_num_workers(config):
+    """`-n auto` (pyproject.toml) means the cores this process may use (affinity and cgroup quota), not the
+    machine's CPU count."""
+    from eve.utils.threads import cores
+
+    return cores()
+
+
+def pytest_configure(config):
+    """Under pytest-xdist the workers share the cores: each worker, and every process it starts, gets its share of
+    threads (EVE_NUM_THREADS, read by `import eve`), so two workers on 2 cores run one thread each instead of four
+    threads fighting over two cores. Set here, in the controller, before the workers start; a user's value wins."""
+    workers = getattr(config.option, "numprocesses", None)
+    if workers and not hasattr(config, "workerinput") and "EVE_NUM_THREADS" not in os.environ:
+        from eve.utils.threads import cores
+
+        os.environ["EVE_NUM_THREADS"] = str(max(1, cores() // int(workers)))
+
+
 @pytest.fixture(scope="session")
 def tiny_dir(tmp_path_factory):
     from eve.models.tiny import write_tiny

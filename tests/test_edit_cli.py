@@ -161,7 +161,7 @@ def test_failure_mid_edit_leaves_no_output(tiny_dir, clip, tmp_path, monkeypatch
     def boom(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(pipeline.Editor, "edit", boom)
+    monkeypatch.setattr(pipeline.EveVideoEditPipeline, "__call__", boom)
     out = tmp_path / "edited.mp4"
     assert main(args(tiny_dir / "eve.yaml", clip, out)) == 130
     assert not out.exists() and list(tmp_path.iterdir()) == []

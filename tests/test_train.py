@@ -86,7 +86,7 @@ def test_tiny_run_crosses_the_switch_and_only_the_lora_changes(tiny_dir, toy, sh
     # checkpoint contents
     files = {p.name for p in last.iterdir()}
     assert {"student_lora.safetensors", "discriminator.safetensors", "train_state.safetensors", "train_state.json",
-            "diffusers"} <= files
+            "pytorch_lora_weights.safetensors"} <= files
     state = load_file(str(last / "train_state.safetensors"))
     assert any(k.startswith("opt_g/") for k in state) and any(k.startswith("opt_d/") for k in state)
     assert any(k.startswith("rng/") for k in state)
@@ -106,13 +106,15 @@ def test_edit_with_the_trained_checkpoint_alone(tiny_dir, toy, shared_cache, tmp
     assert code == 0 and read_video(out).frames.shape == read_video(video).frames.shape
     tiny = load_config(ROOT / "configs" / "tiny.yaml")
     said = capsys.readouterr().err
-    assert f"applied LoRA {last / EVE_LORA_NAME}: rank {tiny.model.lora_rank}, alpha {tiny.model.lora_rank}" in said
+    assert f"applied LoRA {last / EVE_LORA_NAME} (eve" in said, said
+    assert f"rank {tiny.model.lora_rank}, alpha {tiny.model.lora_rank}," in said, said
     assert "step 1" in said and "to_q" in said, said
 
 
-@pytest.mark.parametrize("ema", [[], ["fdd.ema_decay=0.5"]], ids=["no_ema", "ema"])
-def test_killed_and_resumed_run_matches_an_uninterrupted_one(tiny_dir, toy, shared_cache, tmp_path, ema):
-    extra = ("run.steps=6", "run.save_every=2", "fdd.sds_only_steps=3", *ema)
+def test_killed_and_resumed_run_matches_an_uninterrupted_one(tiny_dir, toy, shared_cache, tmp_path):
+    # With an EMA of the LoRA: the resumed run must restore the raw weights, the average and the optimizer, a
+    # superset of what a run without EMA restores (one run pair instead of two keeps the suite inside its budget).
+    extra = ("run.steps=6", "run.save_every=2", "fdd.sds_only_steps=3", "fdd.ema_decay=0.5")
     full = train(cfg_for(tiny_dir, toy, tmp_path / "full", shared_cache, *extra))
 
     out = tmp_path / "killed"
@@ -138,7 +140,7 @@ def test_killed_and_resumed_run_matches_an_uninterrupted_one(tiny_dir, toy, shar
         torch.testing.assert_close(da[k], db[k], atol=1e-5, rtol=1e-4)
     sa, sb = load_file(str(full / "train_state.safetensors")), load_file(str(resumed / "train_state.safetensors"))
     trained = [k for k in sa if k.startswith("student/")]
-    assert bool(trained) == bool(ema), "with an EMA the trained LoRA is kept beside the exported average"
+    assert trained, "with an EMA the trained LoRA is kept beside the exported average"
     for k in trained:
         torch.testing.assert_close(sa[k], sb[k], atol=1e-5, rtol=1e-4)
     steps = [r["step"] for r in metrics(out)]
@@ -225,7 +227,7 @@ def test_checkpoints_export_the_ema_and_keep_the_trained_lora(tiny_dir, toy, sha
         torch.testing.assert_close(ema[0][k], d * theta0 + (1 - d) * raw[0][k])
         torch.testing.assert_close(ema[1][k], d * ema[0][k] + (1 - d) * raw[1][k])
     assert any(not torch.equal(ema[1][k], raw[1][k]) for k in ema[1]), "the export is the average, not the LoRA"
-    exported, _ = read_lora(ckpts[1] / "diffusers")
+    exported, _ = read_lora(ckpts[1] / "pytorch_lora_weights.safetensors")
     assert exported.keys() == ema[1].keys() and all(torch.equal(exported[k], ema[1][k]) for k in exported)
 
 

@@ -51,3 +51,16 @@ class ImageCaptioner:
 
         out = self.pipe(Image.fromarray(frame), max_new_tokens=40)
         return str(out[0]["generated_text"]).strip() if out else ""
+
+
+def make_captioner(ref: str, field: str = "caption_model", *, check_only: bool = False):
+    """A frame captioner: a local image-to-text model folder (ImageCaptioner), or `module:attr` naming a class or
+    callable frame -> caption (a world's own parser). `check_only`: only check that it exists (nothing loads)."""
+    from eve.data.instructions import load_entry_point
+
+    folder = Path(ref).expanduser()
+    if folder.is_dir():
+        return None if check_only else ImageCaptioner(str(folder))
+    if ":" in ref:
+        return load_entry_point(ref, field, instantiate=not check_only)
+    raise EveError(f"{field}={ref!r} is neither a local model folder nor a module:attr captioner")

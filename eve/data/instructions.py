@@ -1,4 +1,5 @@
-"""Stage 5, instructions: per clip, one (instruction, output caption) per task, from an instruction writer.
+"""Stage 5, instructions: per clip, one (instruction, output caption) per task, from an instruction writer; and, for
+editing with an instruction alone, the output caption (and task) of one given instruction from the same writers.
 
 Writers (all return raw text; parsing and validation are shared, so every backend is held to one schema):
 * TemplateWriter: offline, no model; phrase lists per task, seeded per clip.
@@ -10,6 +11,9 @@ The schema (strict JSON, one object):
 A reply that is not valid JSON, misses a task, repeats one, has empty or over-long strings, or returns the input
 caption unchanged is rejected with its reason; the writer is retried (`retries`), and clips whose replies are all
 rejected are recorded in rejects.jsonl and dropped.
+
+One instruction (`write_edit`, used by the editor when no output caption is given): the writer's `edit(caption,
+instruction, attempt)` answers `{"task": "<one of the 7>", "output_caption": "..."}`, held to the same checks.
 """
 
 from __future__ import annotations
@@ -32,9 +36,18 @@ video. Answer with one JSON object only, exactly of this form:
 with one entry per task, in that order."""
 
 
+EDIT_PROMPT = """A video that shows "{caption}" is edited with the instruction "{instruction}".
+Which of these tasks is it: {tasks}? And what is the caption of the edited video? Answer with one JSON object
+only, exactly of this form: {{"task": "...", "output_caption": "..."}}"""
+
+
 class InstructionWriter(Protocol):
     def __call__(self, caption: str, attempt: int) -> str:
         """Raw reply for the clip caption (attempt 0, 1, ... may vary sampling)."""
+        ...
+
+    def edit(self, caption: str, instruction: str, attempt: int) -> str:
+        """Raw reply `{"task", "output_caption"}` for one instruction applied to a clip with this caption."""
         ...
 
 
@@ -42,15 +55,20 @@ class Rejected(ValueError):
     """A reply that fails the schema; the message is the reason."""
 
 
-def parse_reply(text: str, caption: str) -> list[dict]:
-    """The seven validated edits of a reply, in TASKS order; raises Rejected with the reason."""
+def json_object(text: str):
+    """The JSON object in a model's reply (chat models wrap it in prose or code fences)."""
     m = re.search(r"\{.*\}", text, flags=re.S)
     if not m:
         raise Rejected("no JSON object in the reply")
     try:
-        obj = json.loads(m.group(0))
+        return json.loads(m.group(0))
     except json.JSONDecodeError as e:
         raise Rejected(f"invalid JSON: {e.msg} at {e.pos}") from None
+
+
+def parse_reply(text: str, caption: str) -> list[dict]:
+    """The seven validated edits of a reply, in TASKS order; raises Rejected with the reason."""
+    obj = json_object(text)
     edits = obj.get("edits") if isinstance(obj, dict) else None
     if not isinstance(edits, list):
         raise Rejected('missing list "edits"')
@@ -76,6 +94,43 @@ def parse_reply(text: str, caption: str) -> list[dict]:
     if missing:
         raise Rejected(f"missing task(s) {', '.join(missing)}")
     return [by_task[t] for t in TASKS]
+
+
+def _check_caption(value, caption: str, what: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise Rejected(f"{what} has an empty output_caption")
+    if len(value) > MAX_CHARS:
+        raise Rejected(f"{what} output_caption is longer than {MAX_CHARS} characters")
+    if value.strip().lower() == caption.strip().lower():
+        raise Rejected(f"{what} leaves the caption unchanged")
+    return value.strip()
+
+
+def parse_edit_reply(text: str, caption: str) -> dict:
+    """{"task", "output_caption"} of a one-instruction reply, validated; raises Rejected with the reason."""
+    obj = json_object(text)
+    if not isinstance(obj, dict):
+        raise Rejected("the reply is not an object")
+    if "error" in obj and "output_caption" not in obj:
+        raise Rejected(str(obj["error"]))
+    task = str(obj.get("task", "")).strip().lower()
+    if task not in TASKS:
+        raise Rejected(f"unknown task {obj.get('task')!r}")
+    return {"task": task, "output_caption": _check_caption(obj.get("output_caption"), caption, "the reply")}
+
+
+def write_edit(writer: InstructionWriter, caption: str, instruction: str,
+               retries: int) -> tuple[dict | None, list[str]]:
+    """({"task", "output_caption"} or None, the rejection reasons of each failed attempt) for one instruction."""
+    reasons = []
+    for attempt in range(retries + 1):
+        try:
+            return parse_edit_reply(writer.edit(caption, instruction, attempt), caption), reasons
+        except Rejected as e:
+            reasons.append(str(e))
+        except (OSError, urllib.error.URLError, TimeoutError) as e:
+            reasons.append(f"backend error: {e}")
+    return None, reasons
 
 
 def write_instructions(writer: InstructionWriter, caption: str, retries: int) -> tuple[list[dict] | None, list[str]]:
@@ -122,9 +177,32 @@ class TemplateWriter:
             edits.append({"task": task, "instruction": ins, "output_caption": out.format(c=c)})
         return json.dumps({"edits": edits})
 
+    # Output captions for an instruction that is not one of the phrases: the instruction's object after its verb.
+    GENERIC = {"add": "{c}, with {rest}", "remove": "{c}, without {rest}", "background": "{c}, in front of {rest}",
+               "texture": "{c}, {rest}", "local": "{c}, {rest}", "style": "{c}, as {rest}", "global": "{c}, {rest}"}
+
+    def edit(self, caption: str, instruction: str, attempt: int) -> str:
+        """The task by eve.tasks' rules; the output caption from the phrase's own caption when the instruction is
+        one of PHRASES, else from GENERIC with the instruction's leading verb dropped."""
+        from eve.tasks import predict_task
+
+        c, ins = caption.strip().rstrip("."), " ".join(instruction.strip().rstrip(".").split())
+        task = predict_task(ins).task
+        for phrase, out in (p for phrases in self.PHRASES.values() for p in phrases):
+            if phrase == ins.lower():
+                return json.dumps({"task": task, "output_caption": out.format(c=c)})
+        rest = re.sub(r"^(please |add |insert |put |place |remove |delete |erase |change the background to |"
+                      r"replace the background with |make |turn |give |render |convert )+", "", ins, flags=re.I)
+        return json.dumps({"task": task, "output_caption": self.GENERIC[task].format(c=c, rest=rest)})
+
 
 def messages(caption: str) -> list[dict]:
     return [{"role": "user", "content": PROMPT.format(caption=caption, tasks=", ".join(TASKS))}]
+
+
+def edit_messages(caption: str, instruction: str) -> list[dict]:
+    return [{"role": "user", "content": EDIT_PROMPT.format(caption=caption, instruction=instruction,
+                                                          tasks=", ".join(TASKS))}]
 
 
 class TransformersWriter:
@@ -143,9 +221,15 @@ class TransformersWriter:
         self.max_new_tokens = max_new_tokens
 
     def __call__(self, caption: str, attempt: int) -> str:
+        return self.chat(messages(caption), attempt)
+
+    def edit(self, caption: str, instruction: str, attempt: int) -> str:
+        return self.chat(edit_messages(caption, instruction), attempt)
+
+    def chat(self, msgs: list[dict], attempt: int) -> str:
         import torch
 
-        ids = self.tok.apply_chat_template(messages(caption), add_generation_prompt=True, return_tensors="pt",
+        ids = self.tok.apply_chat_template(msgs, add_generation_prompt=True, return_tensors="pt",
                                            return_dict=True)
         torch.manual_seed(attempt)
         with torch.no_grad():
@@ -163,7 +247,13 @@ class OpenAIWriter:
         self.model, self.timeout = model, timeout
 
     def __call__(self, caption: str, attempt: int) -> str:
-        body = {"model": self.model, "messages": messages(caption), "temperature": 0.0 if attempt == 0 else 0.7,
+        return self.chat(messages(caption), attempt)
+
+    def edit(self, caption: str, instruction: str, attempt: int) -> str:
+        return self.chat(edit_messages(caption, instruction), attempt)
+
+    def chat(self, msgs: list[dict], attempt: int) -> str:
+        body = {"model": self.model, "messages": msgs, "temperature": 0.0 if attempt == 0 else 0.7,
                 "response_format": {"type": "json_object"}, "seed": attempt}
         req = urllib.request.Request(self.url, data=json.dumps(body).encode(),
                                      headers={"Content-Type": "application/json", "Authorization": "Bearer none"})
@@ -173,3 +263,49 @@ class OpenAIWriter:
             return reply["choices"][0]["message"]["content"] or ""
         except (KeyError, IndexError, TypeError):
             raise Rejected("the server's reply has no choices[0].message.content") from None
+
+
+def check_writer(kind: str, *, llm_model: str | None = None, llm_url: str | None = None,
+                 field: str = "instructions") -> None:
+    """What make_writer would refuse, without loading a model or calling a server."""
+    from eve.errors import EveError
+
+    if kind == "transformers" and not llm_model:
+        raise EveError(f"{field}=transformers needs llm_model (a local chat model folder)")
+    if kind == "openai" and not (llm_url and llm_model):
+        raise EveError(f"{field}=openai needs llm_url and llm_model")
+    if kind not in ("template", "transformers", "openai"):
+        obj = load_entry_point(kind, field, instantiate=False)
+        if not hasattr(obj, "edit"):
+            raise EveError(f"{field}={kind!r} has no edit(caption, instruction, attempt) method")
+
+
+def make_writer(kind: str, *, llm_model: str | None = None, llm_url: str | None = None, seed: int = 0,
+                max_new_tokens: int = 512, field: str = "instructions") -> InstructionWriter:
+    """The writer a config names: template | transformers | openai, or `module:attr` (a class or object with the
+    writer methods, e.g. a world's own writer); `field` names the config key in error lines."""
+    check_writer(kind, llm_model=llm_model, llm_url=llm_url, field=field)
+    if kind == "template":
+        return TemplateWriter(seed)
+    if kind == "transformers":
+        return TransformersWriter(llm_model, max_new_tokens)
+    if kind == "openai":
+        return OpenAIWriter(llm_url, llm_model)
+    return load_entry_point(kind, field)
+
+
+def load_entry_point(ref: str, field: str, *, instantiate: bool = True):
+    """`module:attr` -> the attribute (instantiated when it is a class and `instantiate`); a bad reference is one
+    EveError line."""
+    import importlib
+
+    from eve.errors import EveError
+
+    module, _, attr = ref.partition(":")
+    try:
+        obj = getattr(importlib.import_module(module), attr) if attr else None
+    except (ImportError, AttributeError, ValueError):
+        obj = None
+    if obj is None:
+        raise EveError(f"{field}={ref!r} is neither a known name nor an importable module:attr")
+    return obj() if instantiate and isinstance(obj, type) else obj

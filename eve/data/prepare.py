@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 
 from eve.data import cuts, scores
-from eve.data.captions import ImageCaptioner, captions_from_file, lookup
-from eve.data.instructions import OpenAIWriter, TemplateWriter, TransformersWriter, write_instructions
+from eve.data.captions import captions_from_file, lookup, make_captioner
+from eve.data.instructions import make_writer, write_instructions
 from eve.data.manifest import validate, write_table
 from eve.data.probe import list_videos, probe
 from eve.data.report import histogram_png, write_report
@@ -46,16 +46,9 @@ def decode(path: str, width: int | None = None) -> np.ndarray:
     return np.stack(out)
 
 
-def make_writer(cfg):
-    if cfg.instructions == "template":
-        return TemplateWriter(cfg.seed)
-    if cfg.instructions == "transformers":
-        if not cfg.llm_model:
-            raise EveError("instructions=transformers needs llm_model (a local chat model folder)")
-        return TransformersWriter(cfg.llm_model, cfg.llm_max_new_tokens)
-    if not (cfg.llm_url and cfg.llm_model):
-        raise EveError("instructions=openai needs llm_url and llm_model")
-    return OpenAIWriter(cfg.llm_url, cfg.llm_model)
+def writer_for(cfg):
+    return make_writer(cfg.instructions, llm_model=cfg.llm_model, llm_url=cfg.llm_url, seed=cfg.seed,
+                       max_new_tokens=cfg.llm_max_new_tokens)
 
 
 def prepare(cfg) -> Path:
@@ -134,7 +127,7 @@ def prepare(cfg) -> Path:
 
     # 5. captions
     table = captions_from_file(cfg.captions_file) if cfg.captions_file else None
-    captioner = ImageCaptioner(cfg.caption_model) if table is None else None
+    captioner = make_captioner(cfg.caption_model) if table is None else None
 
     def caption(r):
         text = lookup(table, r["clip_id"], r["video"]) if table is not None else None
@@ -173,7 +166,7 @@ def prepare(cfg) -> Path:
         counts += [("after CLIP / aesthetic filters", len(kept))]
 
     # 7. instructions, 7 per clip
-    writer = make_writer(cfg)
+    writer = writer_for(cfg)
     rejects_path = out / "rejects.jsonl"
 
     def instruct(r):

@@ -86,5 +86,17 @@ def write_synthetic(out: str | Path) -> Path:
     return out
 
 
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    from eve.utils.cli import HelpFormatter
+
+    ap = argparse.ArgumentParser(prog="python -m eve.data.synthetic", description=__doc__,
+                                 formatter_class=HelpFormatter)
+    ap.add_argument("out", nargs="?", default="runs/raw_videos", help="folder to write")
+    print(write_synthetic(ap.parse_args(argv).out))
+    return 0
+
+
 if __name__ == "__main__":
-    print(write_synthetic(sys.argv[1] if len(sys.argv) > 1 else "runs/raw_videos"))
+    sys.exit(main())

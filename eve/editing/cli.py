@@ -4,50 +4,83 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 
 from eve.errors import EveError
 
 logger = logging.getLogger("eve.edit")
 
 
+EDIT_KEYS = {
+    "edit.steps": "student DDIM steps",
+    "edit.teacher_steps": "edit-teacher DDIM steps for frame 0",
+    "edit.teacher_guidance": "edit-teacher text guidance",
+    "edit.window_overlap": "edited frames each later window starts from",
+    "edit.max_long_side": "cap on the working size's long side",
+    "edit.task_from": "where a task not given comes from: rules | writer",
+    "edit.captioner": "reads frame 0 for the output caption: a local image-to-text folder or module:attr",
+    "edit.writer": "writes the output caption: template | transformers | openai | module:attr",
+    "model.resolution": "short side of the working size",
+}
+
+
 def parser() -> argparse.ArgumentParser:
+    from eve.config import EveConfig
+    from eve.utils.cli import HelpFormatter, config_help
+
     ap = argparse.ArgumentParser(
-        prog="edit.py",
-        description="Edit a video with a text instruction using the EVE model (plug-and-play, or a trained LoRA).",
-        epilog="Extra key=value arguments override the config, e.g. edit.window_overlap=2 model.resolution=384.",
+        prog="edit.py", formatter_class=HelpFormatter,
+        description="Edit a video with a text instruction (EVE: the edit teacher edits frame 0, then the student, or "
+                    "plug-and-play without --checkpoint, edits the clip over sliding windows).\nWith only "
+                    "--instruction, the task is predicted from it and the output caption written from frame 0 "
+                    "(edit.captioner, edit.writer).",
+        epilog=config_help(EveConfig, EDIT_KEYS, "key=value overrides of the config (main ones)"),
     )
     ap.add_argument("--config", help="eve YAML (model + edit); optional when --checkpoint carries its config")
     ap.add_argument("--video", required=True, help="input: mp4/webm/gif/any FFmpeg video, or a folder of frames")
     ap.add_argument("--instruction", required=True, help='the edit, e.g. "make the car red"')
-    ap.add_argument("--caption", help="output caption the backbone sees (default: the instruction)")
+    ap.add_argument("--caption", help="output caption the backbone sees (default: written from frame 0 and the "
+                                      "instruction, or the instruction itself without edit.captioner)")
     ap.add_argument("--output", required=True, help="output .mp4 or .gif (same frame count, size and fps)")
-    ap.add_argument("--task", help="add, remove, background, texture, local, style or global")
-    ap.add_argument("--steps", type=int, help="student DDIM steps (edit.steps)")
-    ap.add_argument("--guidance", type=float, help="student text guidance scale (edit.guidance)")
-    ap.add_argument("--seed", type=int, help="noise seed (edit.seed)")
-    ap.add_argument("--checkpoint", help="trained LoRA: a student_lora.safetensors, a diffusers LoRA file, or a folder")
-    ap.add_argument("--fps", type=float, help="frame rate of a folder of frames (default 8)")
-    ap.add_argument("overrides", nargs="*", metavar="key=value")
+    ap.add_argument("--task", help="add, remove, background, texture, local, style or global (default: predicted "
+                                   "from the instruction)")
+    ap.add_argument("--steps", type=int, help="student DDIM steps (default: edit.steps)")
+    ap.add_argument("--guidance", type=float, help="student text guidance scale (default: edit.guidance)")
+    ap.add_argument("--seed", type=int, help="noise seed (default: edit.seed)")
+    ap.add_argument("--checkpoint", help="a LoRA: an eve checkpoint folder or file, a diffusers, kohya/A1111 or peft "
+                                         "LoRA (default: none, plug-and-play)")
+    ap.add_argument("--fps", type=float, help="frame rate of a folder of frames (default: 8)")
+    ap.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides (below)")
     return ap
 
 
 def load_edit_config(config: str | None, checkpoint: str | None, overrides: list[str]):
     from eve.config import config_from_text, load_config
-    from eve.models.lora import read_lora
+    from eve.models.lora import inspect_lora
 
     if config is not None:
         return load_config(config, overrides)
     if checkpoint is None:
         raise EveError("give --config (or a --checkpoint that carries its config)")
-    _, meta = read_lora(checkpoint)
-    if "config" not in meta:
+    info = inspect_lora(checkpoint)
+    if "config" not in info.meta:
         raise EveError(f"checkpoint {checkpoint} carries no config: give --config")
-    return config_from_text(meta["config"], f"checkpoint {checkpoint}", overrides)
+    # weight paths in it are relative to the checkpoint's folder (eve.config.portable_yaml): they hold when the
+    # checkpoint moves with its weights; a checkpoint copied alone on the same machine finds them from where it was
+    # saved
+    origin = f"checkpoint {checkpoint}"
+    cfg = config_from_text(info.meta["config"], origin, overrides, base=info.path.parent)
+    saved_at = info.meta.get("saved_at")
+    if saved_at and not Path(cfg.model.pretrained).exists() and Path(saved_at).is_dir():
+        cfg = config_from_text(info.meta["config"], origin, overrides, base=saved_at)
+    return cfg
 
 
 def run(args: argparse.Namespace) -> None:
     from eve.data.video import check_output_path, read_video, write_video
-    from eve.editing.pipeline import Editor
+    from eve.editing.describe import Describer
+    from eve.editing.pipeline import EveVideoEditPipeline
+    from eve.models.lora import inspect_lora
     from eve.tasks import task_id
 
     # Everything cheap is checked before any weight is loaded.
@@ -56,17 +89,22 @@ def run(args: argparse.Namespace) -> None:
         raise EveError("the instruction is empty (--instruction)")
     if args.task is not None:
         task_id(args.task)
+    if args.checkpoint is not None:
+        inspect_lora(args.checkpoint)  # the LoRA file's format, from its header
     overrides = list(args.overrides)
     for flag, key in (("steps", "edit.steps"), ("guidance", "edit.guidance"), ("seed", "edit.seed")):
         if getattr(args, flag) is not None:
             overrides.append(f"{key}={getattr(args, flag)}")
     cfg = load_edit_config(args.config, args.checkpoint, overrides)
+    Describer(cfg.edit).check()  # edit.captioner / edit.writer name things that exist
     video = read_video(args.video, fps=args.fps)
     logger.info("read %s: %d frames, %dx%d, %s fps", args.video, video.frames.shape[0], video.size[1], video.size[0],
                 video.fps)
-    editor = Editor.from_config(cfg, args.checkpoint)
-    edited = editor.edit(video.frames, args.instruction, args.caption, task=args.task)
-    write_video(out, edited, video.fps)
+    pipe = EveVideoEditPipeline.from_eve_config(cfg)
+    if args.checkpoint is not None:
+        pipe.load_lora_weights(args.checkpoint)
+    edited = pipe(video.frames, args.instruction, args.caption, task=args.task).frames
+    write_video(out, edited * 2 - 1, video.fps)
     logger.info("wrote %s", out)
 
 

@@ -1,23 +1,32 @@
-"""The Editor: edit a clip of any length and aspect ratio with a text instruction (paper §4, "Training Details").
+"""EveVideoEditPipeline: edit a clip of any length and aspect ratio with a text instruction (paper §4, "Training
+Details"), as a diffusers pipeline; `edit.py` and the Python API both run it.
 
 1. Resize to the working size (eve.data.video.fit_size: aspect ratio kept, short side = model.resolution, sides
    rounded to the model's size multiple; no cropping) and back to the source size at the end.
 2. Edit frame 0 with the edit teacher (many DDIM steps, ip2p-style text and image guidance).
 3. Edit the clip with the student over sliding windows of the video adapter's frame count; each window is
    conditioned on the frames already edited (frame 0 for the first, the overlap for the others).
+
+Without a caption or a task, `describe` predicts the task from the instruction and writes the output caption from
+the first frame (issue 11).
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
+from diffusers import DiffusionPipeline
+from diffusers.utils import BaseOutput
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from eve.data.video import fit_size, resize
 from eve.diffusion.sampling import sample
 from eve.diffusion.timesteps import ddim_timesteps
+from eve.editing.describe import Describer
 from eve.editing.windows import window_slices
 from eve.errors import EveError
 from eve.models.composed import Cond, EveModel, Role
@@ -68,70 +77,235 @@ def edit_windows(model: EveModel, src: Tensor, base: Cond, first: Tensor, *, ste
     return edited
 
 
-class Editor:
-    """Edits videos [F, 3, H, W] in [-1, 1] with an EveModel (LoRA loaded or not) and an EditConfig."""
+@dataclass
+class EveVideoEditPipelineOutput(BaseOutput):
+    """frames: [F, 3, H, W] in [0, 1] ("pt"), [F, H, W, 3] in [0, 1] ("np"), or a list of PIL images ("pil");
+    task and caption: what the edit used (given, or predicted and written)."""
 
-    def __init__(self, model: EveModel, cfg, *, progress: bool = True):
-        self.model = model
-        self.cfg = cfg
-        self.progress = progress
+    frames: Any
+    task: str
+    caption: str
+
+
+class EveVideoEditPipeline(DiffusionPipeline):
+    """Edit a video with a text instruction: EVE's composed model as a diffusers pipeline.
+
+    Components (diffusers / transformers classes, saved by `save_pretrained` with a `model_index.json`): `unet` (a
+    `UNetMotionModel`, composed from a `UNet2DConditionModel` and `motion_adapter` when given the 2D one),
+    `controlnet` (the edit adapter), `text_encoder`, `tokenizer`, `scheduler` (its config is the noise schedule),
+    optional `vae` (none: a pixel-space backbone), `motion_adapter` and `sparsectrl`. Settings: the ModelConfig
+    fields that shape the model (`num_frames`, `resolution`, `first_frame`, ...) and `edit` (EditConfig fields: the
+    defaults of `__call__`). `from_pretrained` also takes an eve folder (an `eve.yaml` beside the weights: the tiny
+    set, the shapes world's teachers) and `load_lora_weights` any LoRA file eve reads, as the student's θ_align.
+    """
+
+    _optional_components = ["vae", "motion_adapter", "sparsectrl"]
+
+    def __init__(self, unet, controlnet, text_encoder, tokenizer, scheduler, vae=None, motion_adapter=None,
+                 sparsectrl=None, *, num_frames: int = 8, resolution: int = 512, first_frame: str = "replace",
+                 controlnet_text: str = "instruction", controlnet_scale: float = 1.0, sparsectrl_scale: float = 1.0,
+                 edit: dict | None = None):
+        super().__init__()
+        from diffusers import UNet2DConditionModel, UNetMotionModel
+
+        from eve.config import EditConfig
+        from eve.models.build import schedule_from
+        from eve.models.codec import IdentityCodec, VaeCodec
+        from eve.models.text import TextEncoder
+
+        if isinstance(unet, UNet2DConditionModel):
+            if motion_adapter is None:
+                raise EveError("a UNet2DConditionModel needs a motion_adapter to compose the video backbone")
+            unet = UNetMotionModel.from_unet2d(unet, motion_adapter)
+        self.register_modules(unet=unet, controlnet=controlnet, text_encoder=text_encoder, tokenizer=tokenizer,
+                              scheduler=scheduler, vae=vae, motion_adapter=motion_adapter, sparsectrl=sparsectrl)
+        edit_cfg = EditConfig(**(edit or {}))
+        self.register_to_config(num_frames=num_frames, resolution=resolution, first_frame=first_frame,
+                                controlnet_text=controlnet_text, controlnet_scale=controlnet_scale,
+                                sparsectrl_scale=sparsectrl_scale, edit=asdict(edit_cfg))
+        codec = VaeCodec(vae) if vae is not None else IdentityCodec(unet.config.in_channels)
+        # The composed model shares every module with the pipeline (no copies): roles are switches over them.
+        self.model = EveModel(unet, controlnet, TextEncoder(tokenizer, text_encoder), codec,
+                              schedule_from(dict(scheduler.config)), sparsectrl=sparsectrl, num_frames=num_frames,
+                              resolution=resolution, first_frame=first_frame, controlnet_text=controlnet_text,
+                              controlnet_scale=controlnet_scale, sparsectrl_scale=sparsectrl_scale)
+        self.edit_cfg = edit_cfg
+        self.describe = Describer(edit_cfg)  # task and output caption when the user gives only an instruction
+
+    # ------------------------------------------------------------------ loading
 
     @classmethod
-    def from_config(cls, cfg, checkpoint: str | None = None, *, progress: bool = True) -> Editor:
-        """Load the model an EveConfig names; `checkpoint` is a trained LoRA (without it: plug-and-play)."""
-        from eve.models.lora import load_lora
+    def from_eve_config(cls, cfg) -> EveVideoEditPipeline:
+        """The pipeline an EveConfig names (`model` weights, `edit` defaults), loaded by eve's loaders."""
+        from dataclasses import asdict as as_dict
 
-        model = EveModel.from_config(cfg.model)
-        if checkpoint is not None:
-            load_lora(model.unet, checkpoint)
-        return cls(model, cfg.edit, progress=progress)
+        from diffusers import DDIMScheduler
+
+        from eve.models.build import load_parts
+        from eve.models.loading import from_pretrained
+
+        parts = load_parts(cfg.model)
+        schedule = parts["schedule"]
+        base = from_pretrained(DDIMScheduler, cfg.model.pretrained, "pretrained", "scheduler")
+        scheduler = DDIMScheduler.from_config(base.config, prediction_type=schedule.prediction_type,
+                                              rescale_betas_zero_snr=bool(cfg.model.zero_terminal_snr
+                                                                          if cfg.model.zero_terminal_snr is not None
+                                                                          else base.config.rescale_betas_zero_snr))
+        vae = getattr(parts["codec"], "vae", None)
+        return cls(parts["unet"], parts["controlnet"], parts["text"].encoder, parts["text"].tokenizer, scheduler,
+                   vae=vae, sparsectrl=parts["sparsectrl"], num_frames=parts["num_frames"],
+                   resolution=parts["resolution"], first_frame=parts["first_frame"],
+                   controlnet_text=parts["controlnet_text"], controlnet_scale=parts["controlnet_scale"],
+                   sparsectrl_scale=parts["sparsectrl_scale"], edit=as_dict(cfg.edit))
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs) -> EveVideoEditPipeline:
+        """A folder `save_pretrained` wrote (model_index.json), or an eve folder (eve.yaml beside the weights)."""
+        folder = Path(str(pretrained_model_name_or_path))
+        if not (folder / "model_index.json").is_file() and (folder / "eve.yaml").is_file():
+            from eve.config import load_config
+            from eve.models.loading import DTYPES
+
+            overrides = list(kwargs.pop("overrides", None) or [])
+            dtype = kwargs.pop("torch_dtype", None)
+            if dtype is not None:
+                overrides.append(f"model.dtype={next(k for k, v in DTYPES.items() if v == dtype)}")
+            if args or kwargs:
+                raise EveError(f"an eve folder takes overrides=[...] and torch_dtype, not {sorted(kwargs) or args}")
+            return cls.from_eve_config(load_config(folder / "eve.yaml", overrides))
+        return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+
+    def load_lora_weights(self, pretrained_model_name_or_path_or_dict, adapter_name: str | None = None, *,
+                          weight_name: str | None = None, **kwargs):
+        """Attach a LoRA (eve, diffusers, diffusers training scripts, kohya/A1111, peft; a file, or a folder with
+        an optional `weight_name`) as the student's θ_align, read by diffusers' and peft's loaders
+        (eve/models/lora.py). It acts in the student role only (the first frame is the edit teacher's),
+        text-encoder layers included; one LoRA at a time. Hub ids and in-memory state dicts are not taken: save the
+        file first."""
+        if adapter_name not in (None, "student"):
+            raise EveError("eve applies one LoRA, the student's: leave adapter_name unset")
+        if kwargs:
+            raise EveError(f"load_lora_weights takes a path and weight_name, not {', '.join(sorted(kwargs))}")
+        if not isinstance(pretrained_model_name_or_path_or_dict, (str, Path)):
+            raise EveError("load_lora_weights takes the path of a LoRA file or folder, not a state dict")
+        path = Path(pretrained_model_name_or_path_or_dict)
+        return self.model.load_lora(path / weight_name if weight_name else path)
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """diffusers' own, refused while a LoRA is attached (its wrapped layers would be saved as the weights):
+        call `unload_lora_weights()` first, and save the LoRA with `python -m eve.export`."""
+        from eve.models.lora import has_lora
+
+        if has_lora(self.unet) or self.model.text.has_lora:
+            raise EveError("a LoRA is attached: unload_lora_weights() before save_pretrained (the LoRA file is saved "
+                           "on its own)")
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
+    def unload_lora_weights(self) -> None:
+        from eve.models.lora import remove_lora
+
+        remove_lora(self.unet, self.text_encoder)
+        self.model.text.forget()
+        self.model._lora_on = None
 
     def _steps(self, n: int) -> Tensor:
-        return ddim_timesteps(n, self.model.schedule.num_train_timesteps, self.cfg.timestep_spacing)
+        return ddim_timesteps(n, self.model.schedule.num_train_timesteps, self.edit_cfg.timestep_spacing)
 
     @torch.no_grad()
-    def edit(
+    def __call__(
         self,
-        frames: Tensor,
+        video,
         instruction: str,
         caption: str | None = None,
         *,
         task: str | None = None,
-        seed: int | None = None,
-    ) -> Tensor:
-        """Edited frames, same shape as `frames` [F, 3, H, W] in [-1, 1].
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
+        image_guidance_scale: float | None = None,
+        first_frame_steps: int | None = None,
+        generator: torch.Generator | None = None,
+        output_type: str = "pt",
+        return_dict: bool = True,
+    ):
+        """Edit a clip of any length and aspect ratio.
 
         Args:
+            video: frames as a tensor [F, 3, H, W] in [-1, 1], a uint8 array [F, H, W, 3], or a list of PIL images.
             instruction: what to change ("make the car red"), seen by the edit adapter.
-            caption: the output caption ("a red car on a road"), seen by the backbone; defaults to the instruction
-                (the single-prompt setting the ip2p ControlNet was trained with).
-            task: one of eve.tasks.TASKS; needed by edit adapters trained with task labels.
-            seed: noise seed (default: edit.seed); results do not depend on the device.
+            caption: the output caption ("a red car on a road"), seen by the backbone; default: written from the
+                first frame and the instruction (eve/editing/describe.py), or the instruction itself when no
+                captioner is set.
+            task: one of eve.tasks.TASKS, for edit adapters trained with task labels; default: predicted from
+                the instruction (eve/editing/describe.py).
+            num_inference_steps, guidance_scale, image_guidance_scale: the student's (edit.steps, edit.guidance,
+                edit.image_guidance); first_frame_steps: the edit teacher's for frame 0 (edit.teacher_steps).
+            generator: a CPU torch.Generator (default: seeded with edit.seed); results do not depend on the device.
+            output_type: "pt", "np" or "pil" (values in [0, 1]).
         """
-        cfg, m = self.cfg, self.model
-        if frames.ndim != 4 or frames.shape[1] != 3 or frames.shape[0] < 1:
-            raise EveError(f"expected frames [F, 3, H, W] with F >= 1, got {tuple(frames.shape)}")
+        cfg, m = self.edit_cfg, self.model
+        if output_type not in ("pt", "np", "pil"):
+            raise EveError(f"output_type must be pt, np or pil, got {output_type!r}")
+        frames = as_frames(video)
         if not instruction or not instruction.strip():
             raise EveError("the instruction is empty")
-        caption = caption.strip() if caption and caption.strip() else instruction
-        tasks = None if task is None else torch.tensor([task_id(task)])
-        if m.task_conditioned and tasks is None:
-            raise EveError("this edit adapter was trained with task labels: give a task (--task)")
-        gen = torch.Generator().manual_seed(cfg.seed if seed is None else seed)
+        task, caption = self.describe(frames[0], instruction, caption, task)
+        tasks = torch.tensor([task_id(task)])
+        gen = generator if generator is not None else torch.Generator().manual_seed(cfg.seed)
         N, _, H, W = frames.shape
         size = fit_size(H, W, m.resolution, m.size_multiple, cfg.max_long_side)
         src = resize(frames, size).unsqueeze(0).to(m.device)  # [1, N, 3, h, w]
-        text = m.encode_text([caption, instruction])
-        base = Cond(caption=text[:1], instruction=text[1:], task=tasks)
         num_windows = len(window_slices(N, m.num_frames, cfg.window_overlap)) if N > 1 else 0
-        bar = tqdm(total=1 + num_windows, desc="edit", unit="window", disable=not self.progress)
-        # 1. Frame 0 by the edit teacher alone (paper: "we edit the first frame using the edit adapter").
-        first = edit_first_frame(m, src[:, :1], base, steps=self._steps(cfg.teacher_steps),
-                                 text_scale=cfg.teacher_guidance, image_scale=cfg.teacher_image_guidance, generator=gen)
-        bar.update()
-        # 2. The clip by the student, window by window, each conditioned on the frames edited before it.
-        edited = edit_windows(m, src, base, first, steps=self._steps(cfg.steps), overlap=cfg.window_overlap,
-                              text_scale=cfg.guidance, image_scale=cfg.image_guidance, generator=gen, progress=bar)
-        bar.close()
-        pixels = m.decode_video(edited)[0].cpu()
-        return resize(pixels, (H, W)).clamp(-1, 1)
+        with self.progress_bar(total=1 + num_windows) as bar:
+            # 1. Frame 0 by the edit teacher alone (paper: "we edit the first frame using the edit adapter").
+            text = m.encode_text([caption, instruction], Role.EDIT_TEACHER)
+            base = Cond(caption=text[:1], instruction=text[1:], task=tasks)
+            first = edit_first_frame(m, src[:, :1], base,
+                                     steps=self._steps(given(first_frame_steps, cfg.teacher_steps)),
+                                     text_scale=cfg.teacher_guidance, image_scale=cfg.teacher_image_guidance,
+                                     generator=gen)
+            bar.update()
+            # 2. The clip by the student, window by window, each conditioned on the frames edited before it (the
+            # caption read through the student's text-encoder LoRA, when its file has one).
+            text = m.encode_text([caption, instruction], Role.STUDENT)
+            base = Cond(caption=text[:1], instruction=text[1:], task=tasks)
+            edited = edit_windows(m, src, base, first, steps=self._steps(given(num_inference_steps, cfg.steps)),
+                                  overlap=cfg.window_overlap, text_scale=given(guidance_scale, cfg.guidance),
+                                  image_scale=given(image_guidance_scale, cfg.image_guidance), generator=gen,
+                                  progress=bar)
+        pixels = resize(m.decode_video(edited)[0].cpu(), (H, W)).clamp(-1, 1)
+        out = to_output((pixels + 1) / 2, output_type)
+        return EveVideoEditPipelineOutput(out, task, caption) if return_dict else (out,)
+
+
+def given(value, default):
+    """A call argument, or the config's default when it was not given (0 is a value)."""
+    return default if value is None else value
+
+
+def as_frames(video) -> Tensor:
+    """[F, 3, H, W] in [-1, 1] from a tensor in that form, a uint8 array [F, H, W, 3] or a list of PIL images."""
+    import numpy as np
+
+    if isinstance(video, (list, tuple)) and video and hasattr(video[0], "convert"):
+        video = np.stack([np.asarray(im.convert("RGB")) for im in video])
+    if isinstance(video, np.ndarray):
+        if video.dtype != np.uint8 or video.ndim != 4 or video.shape[-1] != 3:
+            raise EveError(f"expected a uint8 array [F, H, W, 3], got {video.dtype} {video.shape}")
+        video = torch.from_numpy(video).permute(0, 3, 1, 2).float() / 127.5 - 1
+    if not isinstance(video, Tensor) or video.ndim != 4 or video.shape[1] != 3 or video.shape[0] < 1:
+        raise EveError(f"expected frames [F, 3, H, W] with F >= 1, got {getattr(video, 'shape', type(video))}")
+    return video.float()
+
+
+def to_output(frames: Tensor, output_type: str):
+    """frames [F, 3, H, W] in [0, 1] as diffusers' output types."""
+    if output_type == "pt":
+        return frames
+    array = frames.permute(0, 2, 3, 1).numpy()
+    if output_type == "np":
+        return array
+    if output_type == "pil":
+        from PIL import Image
+
+        return [Image.fromarray((a * 255).round().astype("uint8")) for a in array]
+    raise EveError(f"output_type must be pt, np or pil, got {output_type!r}")

@@ -17,9 +17,15 @@ logger = logging.getLogger(__name__)
 
 def build_schedule(cfg) -> NoiseSchedule:
     """The backbone's schedule from its scheduler config, with the ModelConfig's overrides."""
-    sc = load_scheduler_config(cfg.pretrained)
-    prediction = cfg.prediction_type or sc.get("prediction_type", "epsilon")
-    ztsnr = cfg.zero_terminal_snr if cfg.zero_terminal_snr is not None else bool(sc.get("rescale_betas_zero_snr"))
+    return schedule_from(load_scheduler_config(cfg.pretrained), cfg.prediction_type, cfg.zero_terminal_snr,
+                         where=cfg.pretrained)
+
+
+def schedule_from(sc: dict, prediction_type: str | None = None, zero_terminal_snr: bool | None = None, *,
+                  where: str = "the scheduler") -> NoiseSchedule:
+    """eve's NoiseSchedule from a diffusers scheduler config (dict), overrides (None: the config's) applied."""
+    prediction = prediction_type or sc.get("prediction_type", "epsilon")
+    ztsnr = zero_terminal_snr if zero_terminal_snr is not None else bool(sc.get("rescale_betas_zero_snr"))
     try:
         return NoiseSchedule.from_config(
             num_train_timesteps=sc.get("num_train_timesteps", 1000),
@@ -30,7 +36,7 @@ def build_schedule(cfg) -> NoiseSchedule:
             zero_terminal_snr=ztsnr,
         )
     except ValueError as e:
-        raise EveError(f"noise schedule of {cfg.pretrained}: {e}") from None
+        raise EveError(f"noise schedule of {where}: {e}") from None
 
 
 def quiet_libraries() -> None:

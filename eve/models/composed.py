@@ -161,6 +161,16 @@ class EveModel(nn.Module):
         add_lora(self.unet, rank, alpha, targets)
         self._lora_on = None
 
+    def load_lora(self, path) -> dict:
+        """Attach a LoRA file of any format eve reads (eve/models/lora.py) as the student's θ_align: on for the
+        student role only, text-encoder layers included. Returns the file's metadata."""
+        from eve.models.lora import load_lora
+
+        meta = load_lora(self.unet, path, text_encoder=self.text.encoder)
+        self.text.forget()
+        self._lora_on = None
+        return meta
+
     @property
     def dtype(self) -> torch.dtype:
         return self.unet.dtype
@@ -184,8 +194,9 @@ class EveModel(nn.Module):
 
     # ------------------------------------------------------------------ codec and text
 
-    def encode_text(self, texts: list[str]) -> Tensor:
-        return self.text(texts).to(self.dtype)
+    def encode_text(self, texts: list[str], role: Role = Role.EDIT_TEACHER) -> Tensor:
+        """Token embeddings as `role` reads them: through the student's text-encoder LoRA only for the student."""
+        return self.text(texts, lora=ROLE_SWITCHES[Role(role)].lora).to(self.dtype)
 
     def encode_video(self, video: Tensor) -> Tensor:
         """[B, F, 3, H, W] pixels in [-1, 1] -> [B, F, C, h, w] backbone samples."""
@@ -282,7 +293,7 @@ class EveModel(nn.Module):
         use_image = sw.edit and image_scale != 1.0
         if text_scale == 1.0 and not use_image:
             return full
-        null = self.encode_text([""]).expand_as(cond.caption)
+        null = self.encode_text([""], role).expand_as(cond.caption)
         no_text = replace(cond, caption=null, instruction=None if cond.instruction is None else null)
         if not use_image:
             return cfg_combine(self.predict_x0(xt, t, no_text, role), full, text_scale)

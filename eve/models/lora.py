@@ -3,9 +3,10 @@
 Only spatial UNet layers get it: the motion modules are excluded by name and the ControlNet is a separate module.
 peft initialises B = 0, so a fresh LoRA leaves the student equal to the plug-and-play model.
 
-Files: eve's own (`student_lora.safetensors`, peft keys, metadata: rank, alpha, targets and optionally the resolved
-config) and diffusers' LoRA format (`pytorch_lora_weights.safetensors`, keys prefixed `unet.`), which
-`pipe.load_lora_weights` reads. `load_lora` reads both.
+Files written: eve's own (`student_lora.safetensors`, peft keys, metadata: rank, alpha, targets and optionally the
+resolved config) and diffusers' LoRA format (`pytorch_lora_weights.safetensors`, keys prefixed `unet.`), which
+`pipe.load_lora_weights` reads. Files read (`load_lora`, issue 11): those, diffusers training scripts' legacy keys,
+kohya / A1111 and peft adapter folders, through diffusers' and peft's own loaders (FORMATS).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import json
 import logging
 import os
 import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from safetensors import safe_open
@@ -54,7 +57,10 @@ def lora_state_dict(unet: nn.Module) -> dict[str, Tensor]:
     """peft-keyed LoRA tensors, e.g. `down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.lora_A.weight`."""
     from peft.utils import get_peft_model_state_dict
 
-    return {k: v.detach().clone().contiguous() for k, v in get_peft_model_state_dict(unet, adapter_name=ADAPTER).items()}
+    if not has_lora(unet):
+        return {}
+    state = get_peft_model_state_dict(unet, adapter_name=ADAPTER)
+    return {k: v.detach().clone().contiguous() for k, v in state.items()}
 
 
 def lora_parameters(unet: nn.Module) -> list[nn.Parameter]:
@@ -92,83 +98,222 @@ def save_lora(unet: nn.Module, path: str | os.PathLike, *, config_yaml: str | No
 def export_diffusers_lora(unet: nn.Module, out_dir: str | os.PathLike) -> Path:
     """diffusers format, written by diffusers' own `save_lora_weights` (keys `unet.*`, the LoraConfig as metadata):
     `out_dir/pytorch_lora_weights.safetensors`, loadable with `pipe.load_lora_weights(out_dir)`."""
+    return write_diffusers_lora(lora_state_dict(unet), unet.peft_config[ADAPTER].to_dict(), out_dir)
+
+
+def write_diffusers_lora(tensors: dict[str, Tensor], config: dict, out_dir: str | os.PathLike) -> Path:
+    """peft-keyed UNet LoRA tensors and their LoraConfig (as a dict) -> `out_dir/pytorch_lora_weights.safetensors`
+    by diffusers' `save_lora_weights`, written beside and renamed into place."""
     from diffusers import StableDiffusionPipeline
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    config = unet.peft_config[ADAPTER].to_dict()
     with tempfile.TemporaryDirectory(dir=out, prefix=".lora-") as tmp:
         StableDiffusionPipeline.save_lora_weights(
-            tmp, unet_lora_layers=lora_state_dict(unet), unet_lora_adapter_metadata=config, safe_serialization=True
+            tmp, unet_lora_layers=tensors, unet_lora_adapter_metadata=config, safe_serialization=True
         )
         os.replace(Path(tmp) / DIFFUSERS_LORA_NAME, out / DIFFUSERS_LORA_NAME)
     return out / DIFFUSERS_LORA_NAME
 
 
+PEFT_WEIGHTS, PEFT_CONFIG = "adapter_model.safetensors", "adapter_config.json"  # PeftModel.save_pretrained
+
+
+@dataclass(frozen=True)
+class LoraFile:
+    """What a LoRA file is, read from its header alone (keys and metadata, no tensor data)."""
+
+    path: Path
+    format: str  # one of FORMATS
+    unet_keys: int
+    text_encoder_keys: int
+    meta: dict
+
+
+FORMATS = {
+    "eve": "eve (peft keys, eve metadata)",
+    "diffusers": "diffusers (unet./text_encoder. prefixes, lora_A/lora_B)",
+    "diffusers-legacy": "diffusers training scripts (convert_state_dict_to_diffusers: lora.down/lora.up)",
+    "kohya": "kohya / A1111 (lora_unet_/lora_te_ prefixes)",
+    "peft": "peft adapter folder (PeftModel.save_pretrained)",
+}
+
+
 def find_lora_file(path: str | os.PathLike) -> Path:
-    """The LoRA file named by a file path or a checkpoint directory holding one."""
+    """The LoRA file named by a file path or a folder holding one (eve's, diffusers' or a peft adapter's)."""
     p = Path(path)
     if p.is_dir():
-        for name in (EVE_LORA_NAME, DIFFUSERS_LORA_NAME):
+        for name in (EVE_LORA_NAME, DIFFUSERS_LORA_NAME, PEFT_WEIGHTS):
             if (p / name).is_file():
                 return p / name
-        raise EveError(f"checkpoint folder {p} holds neither {EVE_LORA_NAME} nor {DIFFUSERS_LORA_NAME}")
+        raise EveError(f"checkpoint folder {p} holds none of {EVE_LORA_NAME}, {DIFFUSERS_LORA_NAME}, {PEFT_WEIGHTS}")
     if not p.is_file():
         raise EveError(f"checkpoint not found: {p}")
     return p
 
 
-def read_lora(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict[str, str]]:
-    """(peft-keyed tensors, metadata) from either format."""
+def inspect_lora(path: str | os.PathLike) -> LoraFile:
+    """The file's format and what it adapts, from its header: a file that is no LoRA eve can read is one EveError
+    line before any model weight loads."""
     p = find_lora_file(path)
     try:
         with safe_open(str(p), framework="pt") as f:
-            meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
+            keys, meta = list(f.keys()), f.metadata() or {}
     except Exception as e:  # safetensors raises its own error types for corrupt files
-        raise EveError(f"cannot read checkpoint {p}: {e}") from None
-    tensors = {k.removeprefix("unet."): v for k, v in tensors.items() if not k.startswith("text_encoder.")}
-    if not tensors or not all(".lora_A." in k or ".lora_B." in k for k in tensors):
-        raise EveError(f"checkpoint {p} holds no UNet LoRA weights (keys like ...lora_A.weight)")
-    return tensors, meta
+        raise EveError(f"cannot read checkpoint {p}: {' '.join(str(e).split())[:200]}") from None
+    te = [k for k in keys if k.startswith(("text_encoder", "lora_te"))]  # text_encoder_2 / lora_te2_ too
+    if meta.get("format") == "eve-lora":
+        fmt = "eve"
+    elif keys and all(k.startswith(("lora_unet_", "lora_te_", "lora_te1_", "lora_te2_")) for k in keys):
+        fmt = "kohya"
+    elif p.name == PEFT_WEIGHTS and (p.parent / PEFT_CONFIG).is_file():
+        fmt = "peft"
+    elif any(".lora.down." in k or ".lora.up." in k or ".lora_linear_layer." in k for k in keys):
+        fmt = "diffusers-legacy"
+    elif any(".lora_A." in k for k in keys):
+        fmt = "diffusers"
+    else:
+        shown = ", ".join(keys[:2]) or "no tensors"
+        raise EveError(f"checkpoint {p} is not a LoRA eve can read (keys like {shown}); formats: "
+                       + "; ".join(FORMATS.values()))
+    foreign = [k for k in keys if k.startswith(("transformer.", "text_encoder_2.", "lora_te2_", "lora_transformer_"))]
+    if foreign:
+        raise EveError(f"checkpoint {p} is a LoRA for another architecture (keys like {foreign[0]}): eve's backbone "
+                       "is an SD-1.5-family UNet with one text encoder")
+    unet = len(keys) - len(te) - sum(k.endswith(".alpha") for k in keys if k not in te)
+    if fmt != "peft" and unet == 0 and not te:
+        raise EveError(f"checkpoint {p} holds no LoRA weights")
+    return LoraFile(p, fmt, unet, len(te), meta)
 
 
-def load_lora(unet: nn.Module, path: str | os.PathLike) -> dict[str, str]:
-    """Attach (or replace) the student LoRA from a file; returns the file's metadata.
+def read_lora(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict[str, str]]:
+    """(peft-keyed UNet tensors, metadata) of an eve or diffusers-format file: what training resumes from and what
+    tests compare. Editing loads any format through `load_lora`."""
+    info = inspect_lora(path)
+    if info.format not in ("eve", "diffusers"):
+        raise EveError(f"checkpoint {info.path} is in {FORMATS[info.format]} format; eve's training reads its own")
+    with safe_open(str(info.path), framework="pt") as f:
+        tensors = {k.removeprefix("unet."): f.get_tensor(k) for k in f.keys() if not k.startswith("text_encoder.")}
+    return tensors, info.meta
 
-    Rank and targets come from the tensors themselves, alpha from the metadata (eve's or diffusers'); loading is
-    strict: every LoRA layer of the file must land and none of the new adapter may stay unset.
+
+def load_lora(unet: nn.Module, path: str | os.PathLike, *, text_encoder: nn.Module | None = None) -> dict[str, str]:
+    """Attach (or replace) the student LoRA from a file in any format of FORMATS; returns the file's metadata.
+
+    Reading goes through diffusers' and peft's own loaders and converters (`lora_state_dict`, which converts
+    kohya/A1111 keys, then `load_lora_adapter`, which converts legacy diffusers keys and builds the LoraConfig with
+    per-layer rank and alpha; peft adapters through `PeftModel.from_pretrained`), under the adapter name the roles
+    switch (the student's). Text-encoder LoRA layers go into `text_encoder` (refused when none is given). Strict:
+    every layer the file adapts must land in this backbone.
     """
-    from peft.utils import set_peft_model_state_dict
+    info = inspect_lora(path)
+    if info.text_encoder_keys and text_encoder is None:
+        raise EveError(f"checkpoint {info.path} adapts the text encoder, and no text encoder was given")
+    remove_lora(unet, text_encoder)
+    if info.format == "peft":
+        _load_peft_adapter(unet, info.path.parent)
+    else:
+        _load_with_diffusers(unet, text_encoder, info)
+    for p in lora_parameters(unet):
+        p.requires_grad_(False)
+    state = lora_state_dict(unet)
+    modules = sorted({k.split(".lora_")[0] for k in state})
+    config = unet.peft_config[ADAPTER]
+    alphas = sorted({config.lora_alpha, *config.alpha_pattern.values()})
+    ranks = sorted({v.shape[0] for k, v in state.items() if ".lora_A." in k})
+    te = _adapted_layers(text_encoder) if text_encoder is not None else 0
+    logger.info("applied LoRA %s (%s): rank %s, alpha %s, %d UNet layers (%s)%s%s", info.path, FORMATS[info.format],
+                "/".join(map(str, ranks)), "/".join(f"{a:g}" for a in alphas), len(modules),
+                ", ".join(sorted({_layer_kind(m) for m in modules})),
+                f", {te} text-encoder layers" if te else "",
+                f", step {info.meta['step']}" if "step" in info.meta else "")
+    return info.meta
 
-    tensors, meta = read_lora(path)
-    rank = next(v.shape[0] for k, v in tensors.items() if ".lora_A." in k)
-    alpha = float(meta["lora_alpha"]) if "lora_alpha" in meta else None
-    if alpha is None and "lora_adapter_metadata" in meta:  # diffusers packs the LoraConfig as {"unet.lora_alpha": ...}
-        packed = json.loads(meta["lora_adapter_metadata"])
-        alpha = packed.get("unet.lora_alpha", packed.get("lora_alpha"))
-        alpha = float(alpha) if alpha is not None else None
-    modules = sorted({k.split(".lora_")[0] for k in tensors})
+
+def remove_lora(unet: nn.Module, text_encoder: nn.Module | None = None) -> None:
+    """Drop the student adapter from the UNet (and the text encoder) if attached."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
     if has_lora(unet):
         unet.delete_adapters(ADAPTER)
-    # Full module names as targets: exactly the layers the file adapts.
-    add_lora(unet, rank, alpha if alpha is not None else rank, modules)
-    expected = set(lora_state_dict(unet))
-    got = set(tensors)
-    if expected != got:
-        missing, unexpected = sorted(expected - got)[:5], sorted(got - expected)[:5]
-        raise EveError(f"checkpoint {path} does not fit this backbone: missing {missing}, unexpected {unexpected}")
-    result = set_peft_model_state_dict(unet, tensors, adapter_name=ADAPTER)
-    if getattr(result, "unexpected_keys", None):
-        raise EveError(f"checkpoint {path}: unexpected keys {result.unexpected_keys[:5]}")
-    ref = next(p for p in unet.parameters() if not p.requires_grad)
-    for p in lora_parameters(unet):
-        p.data = p.data.to(ref.device)
-    kinds = sorted({_layer_kind(m) for m in modules})
-    logger.info("applied LoRA %s: rank %d, alpha %g, %d layers (%s)%s", find_lora_file(path), rank,
-                alpha if alpha is not None else rank, len(modules), ", ".join(kinds),
-                f", step {meta['step']}" if "step" in meta else "")
-    return meta
+    if text_encoder is not None and ADAPTER in (getattr(text_encoder, "peft_config", None) or {}):
+        for m in text_encoder.modules():
+            if isinstance(m, BaseTunerLayer):
+                m.delete_adapter(ADAPTER)
+        text_encoder.peft_config.pop(ADAPTER)
+
+
+def _load_with_diffusers(unet: nn.Module, text_encoder: nn.Module | None, info: LoraFile) -> None:
+    from diffusers.loaders import StableDiffusionLoraLoaderMixin as Loader
+
+    try:
+        with quiet_diffusers():
+            state, alphas, meta = Loader.lora_state_dict(str(info.path), return_lora_metadata=True)
+            if not any(k.startswith(("unet.", "text_encoder.")) for k in state):  # peft keys of the UNet alone
+                state = {f"unet.{k}": v for k, v in state.items()}
+            if info.format == "eve":  # its metadata is eve's own
+                meta = {"unet.r": int(info.meta["lora_rank"]), "unet.lora_alpha": float(info.meta["lora_alpha"]),
+                        "unet.target_modules": sorted({k.split(".lora_")[0].removeprefix("unet.") for k in state})}
+            Loader.load_lora_into_unet(state, alphas, unet, adapter_name=ADAPTER, metadata=meta or None)
+            if text_encoder is not None and any(k.startswith("text_encoder.") for k in state):
+                Loader.load_lora_into_text_encoder(state, alphas, text_encoder, adapter_name=ADAPTER,
+                                                   metadata=meta or None)
+    except (ValueError, RuntimeError, KeyError, TypeError, AttributeError) as e:
+        remove_lora(unet, text_encoder)
+        raise EveError(f"checkpoint {info.path} does not fit this backbone: {' '.join(str(e).split())[:300]}") from None
+    # one down (A) and one up (B) matrix per adapted layer, whatever the file's key names
+    for prefix, module in (("unet.", unet), ("text_encoder.", text_encoder)):
+        expected = sum(k.startswith(prefix) and not k.endswith(".alpha") for k in state) // 2
+        landed = _adapted_layers(module) if module is not None else 0
+        if landed != expected:
+            remove_lora(unet, text_encoder)
+            raise EveError(f"checkpoint {info.path} does not fit this backbone: {expected} {prefix[:-1]} layers in "
+                           f"the file, {landed} found in the model")
+
+
+def _adapted_layers(module: nn.Module) -> int:
+    """Layers of `module` that carry the student adapter."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    return sum(isinstance(m, BaseTunerLayer) and ADAPTER in getattr(m, "lora_A", {}) for m in module.modules())
+
+
+@contextmanager
+def quiet_diffusers():
+    """diffusers logs a multi-line error before it raises; eve says it in one line instead."""
+    import diffusers
+
+    before = diffusers.utils.logging.get_verbosity()
+    diffusers.utils.logging.set_verbosity(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        diffusers.utils.logging.set_verbosity(before)
+
+
+def _load_peft_adapter(unet: nn.Module, folder: Path) -> None:
+    """A peft adapter folder, by peft's own loader (it adapts the model in place; the wrapper is dropped). Its
+    target names would also match the motion modules' attention, which θ_align never adapts: they are excluded, and
+    every layer the file holds must land."""
+    from peft import LoraConfig, PeftModel
+    from safetensors import safe_open
+
+    try:
+        config = LoraConfig.from_pretrained(str(folder))
+        config.exclude_modules = MOTION_EXCLUDE
+        with quiet_diffusers():
+            PeftModel.from_pretrained(unet, str(folder), adapter_name=ADAPTER, is_trainable=False, config=config)
+    except (ValueError, RuntimeError, KeyError, TypeError, AttributeError) as e:
+        remove_lora(unet)
+        raise EveError(f"peft adapter {folder} does not fit this backbone: {' '.join(str(e).split())[:300]}") from None
+    unet._hf_peft_config_loaded = True  # diffusers' adapter switches (the roles) accept peft-injected layers
+    with safe_open(str(folder / PEFT_WEIGHTS), framework="pt") as f:
+        expected = sum(".lora_A." in k for k in f.keys())
+    if _adapted_layers(unet) != expected:
+        landed = _adapted_layers(unet)
+        remove_lora(unet)
+        raise EveError(f"peft adapter {folder} does not fit this backbone: {expected} layers in the file, {landed} "
+                       "found in the model")
 
 
 def _layer_kind(module: str) -> str:

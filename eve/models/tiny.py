@@ -2,7 +2,7 @@
 
     python -m eve.models.tiny OUT_DIR [--vae] [--seed N] [--no-data]
 
-OUT_DIR/sd/{unet,text_encoder,tokenizer,scheduler[,vae]}/, controlnet/, motion_adapter/, sparsectrl/ (diffusers and
+OUT_DIR/sd/{unet,text_encoder,tokenizer,scheduler[,vae]}/ with diffusers' model_index.json, controlnet/, motion_adapter/, sparsectrl/ (diffusers and
 transformers `save_pretrained` layouts), dino/ (timm's config.json + model.safetensors), eve.yaml. Everything loads
 back through the same `from_pretrained` calls as real weights, with no network. OUT_DIR/data/ holds a toy FDD
 dataset (generated clips + manifest.csv) for smoke runs of train_fdd.py. The tokenizer is a byte-level CLIP
@@ -228,6 +228,7 @@ def write_tiny(out_dir: str | os.PathLike, *, with_vae: bool = False, seed: int 
         sparsectrl(channels).save_pretrained(t / "sparsectrl")
         net, args = dino()
         timm.models.save_for_hf(net, str(t / "dino"), model_args=args, safe_serialization=True)
+        write_sd_index(t / "sd")
         (t / "eve.yaml").write_text(EVE_YAML.format(codec="vae" if with_vae else "identity"))
         for item in t.iterdir():  # move into place only once everything was written
             dest = out / item.name
@@ -237,11 +238,33 @@ def write_tiny(out_dir: str | os.PathLike, *, with_vae: bool = False, seed: int 
     return out / "eve.yaml"
 
 
+def write_sd_index(sd: str | os.PathLike) -> Path:
+    """`sd/model_index.json` for a backbone folder (unet, text_encoder, tokenizer, scheduler[, vae]), written by
+    diffusers itself (a StableDiffusionPipeline over the parts, `save_config`), so that stock
+    `StableDiffusionPipeline.from_pretrained(sd)` loads it, and AnimateDiff / ControlNet pipelines with the adapter
+    passed beside it."""
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    sd = Path(sd)
+    pipe = StableDiffusionPipeline(
+        vae=AutoencoderKL.from_pretrained(sd, subfolder="vae") if (sd / "vae").is_dir() else None,
+        text_encoder=CLIPTextModel.from_pretrained(sd, subfolder="text_encoder"),
+        tokenizer=CLIPTokenizer.from_pretrained(sd, subfolder="tokenizer"),
+        unet=UNet2DConditionModel.from_pretrained(sd, subfolder="unet"),
+        scheduler=DDIMScheduler.from_pretrained(sd, subfolder="scheduler"),
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipe.save_config(sd)
+    return sd / "model_index.json"
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m eve.models.tiny", description=__doc__.split("\n\n")[0])
-    ap.add_argument("out_dir")
+    from eve.utils.cli import HelpFormatter
+
+    ap = argparse.ArgumentParser(prog="python -m eve.models.tiny", description=__doc__, formatter_class=HelpFormatter)
+    ap.add_argument("out_dir", help="folder to write (its eve.yaml names every part)")
     ap.add_argument("--vae", action="store_true", help="latent space with a tiny AutoencoderKL (default: pixels)")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="seed of the random weights")
     ap.add_argument("--no-data", action="store_true", help="skip the toy FDD dataset (OUT_DIR/data/manifest.csv)")
     args = ap.parse_args(argv)
     path = write_tiny(args.out_dir, with_vae=args.vae, seed=args.seed)

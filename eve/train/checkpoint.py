@@ -1,9 +1,10 @@
 """Training checkpoints: safetensors only, written to a temporary folder and renamed, resumable after a kill.
 
     out_dir/ckpt-000500/
-        student_lora.safetensors      LoRA (peft keys); metadata: resolved config, step, rank, alpha, targets
-                                      (its EMA when fdd.ema_decay > 0)
-        diffusers/pytorch_lora_weights.safetensors   the same LoRA in diffusers' format (load_lora_weights)
+        student_lora.safetensors      LoRA (peft keys); metadata: resolved config (weight paths relative to this
+                                      folder), step, rank, alpha, targets (its EMA when fdd.ema_decay > 0)
+        pytorch_lora_weights.safetensors  the same LoRA in diffusers' format, where `pipe.load_lora_weights(folder)`
+                                      looks first
         discriminator.safetensors     trainable discriminator heads ("edit.*", "video.*")
         train_state.safetensors       optimizer tensors ("opt_g/<param>/<name>"), RNG states ("rng/<name>") and,
                                       with an EMA, the trained LoRA itself ("student/<param name>")
@@ -54,6 +55,11 @@ def unflatten_optimizer(tensors: dict[str, Tensor], meta: dict, prefix: str) -> 
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
+def folder(out_dir: str | os.PathLike, step: int) -> Path:
+    """Where the checkpoint of `step` lives once written."""
+    return Path(out_dir) / f"ckpt-{step:06d}"
+
+
 def save(
     out_dir: str | os.PathLike,
     step: int,
@@ -69,7 +75,7 @@ def save(
     """Write ckpt-{step:06d} atomically; `write_lora(folder)` writes the LoRA files into the folder; `tensors`
     (already prefixed) go into train_state.safetensors beside the optimizer and RNG states."""
     out = Path(out_dir)
-    final = out / f"ckpt-{step:06d}"
+    final = folder(out, step)
     tmp = out / f".ckpt-{step:06d}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)

@@ -28,7 +28,10 @@ logger = logging.getLogger(__name__)
 # Fields that change how long a run goes, where it writes or how fast it loads, never what a step computes.
 RUN_LENGTH_FIELDS = {"run": ("out_dir", "steps", "save_every", "keep_last", "log_every", "sample_every", "resume"),
                      "data": ("workers", "manifest"),  # the manifest counts by content, not by path
-                     "fdd": ("cache_dir",)}  # where the teachers' samples are kept, not what they are
+                     "fdd": ("cache_dir",),  # where the teachers' samples are kept, not what they are
+                     # how an edit is described when only an instruction is given: editing only, never training
+                     "edit": ("task_from", "captioner", "writer", "llm_model", "llm_url", "llm_retries")}
+INDEX_FILES = ("model_index.json",)  # a pipeline's index beside the weights names them, it holds none
 FILE = "run.json"
 
 
@@ -40,7 +43,8 @@ def weights_fingerprint(ref: str | None) -> object:
     p = Path(ref)
     if not p.is_dir():
         return ref
-    return sorted((str(f.relative_to(p)), f.stat().st_size, _ends_digest(f)) for f in p.rglob("*") if f.is_file())
+    return sorted((str(f.relative_to(p)), f.stat().st_size, _ends_digest(f)) for f in p.rglob("*")
+                  if f.is_file() and f.name not in INDEX_FILES)
 
 
 def _ends_digest(path: Path, chunk: int = 1 << 20) -> str:

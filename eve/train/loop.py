@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from eve.config import to_yaml
+from eve.config import portable_yaml, to_yaml
 from eve.data.clips import ClipDataset, collate
 from eve.data.manifest import read_manifest
 from eve.errors import EveError
@@ -342,12 +342,13 @@ def _teacher_latents(cfg, model, rows, raw, frames, cache, fingerprint, gen, nee
 def _save(cfg, out, step, model, discs, opt_g, opt_d, gen, rank, cursor, ema: Ema | None) -> Path:
     """A checkpoint whose LoRA files hold the student to use (the EMA when kept) and whose train state holds what
     resuming needs (then also the trained LoRA)."""
-    cfg_yaml = to_yaml(cfg)
 
     def write_lora(folder: Path) -> None:
+        # weight paths relative to the checkpoint: it works on another machine with the weights beside it
         with ema.applied() if ema is not None else nullcontext():
-            save_lora(model.unet, folder / EVE_LORA_NAME, config_yaml=cfg_yaml, extra={"step": step})
-            export_diffusers_lora(model.unet, folder / "diffusers")
+            save_lora(model.unet, folder / EVE_LORA_NAME, config_yaml=portable_yaml(cfg, folder),
+                      extra={"step": step, "saved_at": checkpoint.folder(out, step).resolve()})
+            export_diffusers_lora(model.unet, folder)  # at the folder's top, where load_lora_weights(folder) looks
 
     disc_state = {}
     for name, d in zip(("edit", "video"), discs or ()):

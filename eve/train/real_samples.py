@@ -156,15 +156,21 @@ def cache_dir(cfg) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from eve.config import load_config
+    from eve.config import EveConfig, load_config
     from eve.errors import EveError
-    from eve.utils.cli import run_cli
+    from eve.utils.cli import HelpFormatter, config_help, run_cli
     from eve.utils.logging import setup_logging
 
-    ap = argparse.ArgumentParser(prog="python -m eve.train.real_samples",
-                                 description="Precompute the teachers' samples of an FDD dataset into the cache.")
-    ap.add_argument("--config", required=True)
-    ap.add_argument("overrides", nargs="*", metavar="key=value")
+    ap = argparse.ArgumentParser(
+        prog="python -m eve.train.real_samples", formatter_class=HelpFormatter,
+        description="Precompute the teachers' samples of an FDD dataset into the cache train_fdd.py reads (one edit\n"
+                    "teacher and one video teacher sample per data point, keyed by the teachers' weights and\n"
+                    "sampling settings), so training spends no time on them.",
+        epilog=config_help(EveConfig, {"data.manifest": "the FDD dataset", "fdd.cache_dir": "where samples go "
+                                       "(None: run.out_dir/real_cache)", "fdd.real_steps": "teacher DDIM steps",
+                                       "fdd.edit_guidance": "edit-teacher text guidance"}, "main key=value options"))
+    ap.add_argument("--config", required=True, help="the FDD config the training run will use")
+    ap.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides (below)")
     args = ap.parse_args(argv)
     setup_logging()
 

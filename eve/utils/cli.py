@@ -3,6 +3,8 @@ interrupt is exit code 130 with a note; anything else is a bug and keeps its tra
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import sys
 from typing import Callable
 
@@ -19,3 +21,23 @@ def run_cli(prog: str, body: Callable[[], None], interrupted: str = "interrupted
         print(f"{prog}: {interrupted}", file=sys.stderr)
         return 130
     return 0
+
+
+def config_help(schema: type, keys: dict[str, str], title: str = "main key=value options") -> str:
+    """An --help epilog: each (dotted) config key with its default, read from the schema, and what it does."""
+    def default(cls, dotted: str):
+        head, _, rest = dotted.partition(".")
+        f = next(f for f in dataclasses.fields(cls) if f.name == head)
+        value = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        return default(type(value), rest) if rest else value
+
+    width = max(map(len, keys))
+    lines = [f"  {key:<{width}}  {text} (default: {default(schema, key)})" for key, text in keys.items()]
+    return f"{title}:\n" + "\n".join(lines)
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Keeps the description's and epilog's line breaks and shows every option's default (none shown for None)."""
+
+    def _get_help_string(self, action):
+        return action.help if action.default is None else super()._get_help_string(action)

@@ -9,20 +9,29 @@ from eve.utils.logging import setup_logging
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m eve.worlds.shapes")
+    from eve.utils.cli import HelpFormatter
+
+    ap = argparse.ArgumentParser(
+        prog="python -m eve.worlds.shapes", formatter_class=HelpFormatter,
+        description="The shapes world (README: the proving ground): train its teachers, or write its FDD dataset.\n"
+                    "train-teachers stages, in order: autoencoder, backbone, controlnet (edit adapter), video (motion\n"
+                    "adapter + first-frame input), features (the critic's feature net); an interrupted run resumes.\n"
+                    "Its benchmarks: bench/gates.py (the premises), bench/shapes.py (every method).")
     sub = ap.add_subparsers(dest="cmd", required=True)
-    t = sub.add_parser("train-teachers", help="train the backbone, edit adapter, video adapter and feature net")
+    t = sub.add_parser("train-teachers", help="train the backbone, edit adapter, video adapter and feature net",
+                       formatter_class=HelpFormatter)
     t.add_argument("--out", default="runs/shapes/teachers", help="the committed set is data/shapes/teachers")
     t.add_argument("--scale", type=float, default=1.0, help="multiply every stage's step count (smoke runs: 0.001)")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=int, default=0, help="training seed")
     t.add_argument("--only", choices=["autoencoder", "backbone", "controlnet", "video", "features"],
                    help="one stage (its inputs must exist): the adapters can train in parallel processes")
     t.add_argument("--init", help="an earlier teachers folder: continue each stage from its weights")
     t.add_argument("--steps", type=int, help="with --only: that stage's step count")
-    d = sub.add_parser("data", help="write the FDD dataset (source clips + 7 instructions each, no edited video)")
+    d = sub.add_parser("data", help="write the FDD dataset (source clips + 7 instructions each, no edited video)",
+                       formatter_class=HelpFormatter)
     d.add_argument("--out", default="runs/shapes/fdd", help="the committed set is data/shapes/fdd")
-    d.add_argument("--clips", type=int, default=100)
-    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--clips", type=int, default=100, help="source clips (7 manifest rows each)")
+    d.add_argument("--seed", type=int, default=0, help="scene sampling seed")
     args = ap.parse_args(argv)
     setup_logging()
     if args.cmd == "data":

@@ -21,7 +21,7 @@ from eve.diffusion.sampling import sample
 from eve.diffusion.timesteps import ddim_timesteps
 from eve.editing.pipeline import edit_first_frame, edit_windows
 from eve.models.composed import Cond, EveModel, Role
-from eve.models.lora import has_lora, load_lora
+from eve.models.lora import remove_lora
 from eve.tasks import task_id
 from eve.worlds.shapes import world as W
 from eve.worlds.shapes.data import Item, items
@@ -100,10 +100,10 @@ class Evaluator:
     def _use_lora(self, path: str | None) -> None:
         if path == self._lora:
             return
-        if has_lora(self.m.unet):
-            self.m.unet.delete_adapters("student")
+        remove_lora(self.m.unet, self.m.text.encoder)
+        self.m.text.forget()
         if path is not None:
-            load_lora(self.m.unet, path)
+            self.m.load_lora(path)
         self.m._lora_on = None
         self._lora = path
 

@@ -36,6 +36,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from eve.diffusion.schedule import NoiseSchedule
+from eve.models.tiny import write_sd_index
 from eve.tasks import TASKS
 from eve.worlds.shapes import nets
 from eve.worlds.shapes import world as W
@@ -237,6 +238,7 @@ def train_backbone(root: Path, steps: int, batch: int, seed: int, init: Path | N
     shutil.rmtree(sd)
     net.save_pretrained(st.tmp)
     st.finish()  # the unet folder last: its presence marks the whole backbone done
+    write_sd_index(root / "sd")  # stock StableDiffusionPipeline.from_pretrained(root / "sd") loads the backbone
 
 
 def load_backbone(root: Path):
@@ -449,6 +451,9 @@ edit:
   teacher_guidance: 2.0
   teacher_image_guidance: 1.5
   timestep_spacing: trailing
+  # instruction-only editing: the world reads its frames and writes its captions itself
+  captioner: eve.worlds.shapes.captioner:Captioner
+  writer: eve.worlds.shapes.captioner:Writer
 fdd:
   edit_guidance: 2.0
   edit_image_guidance: 1.5
@@ -492,4 +497,6 @@ def train_teachers(root: str | os.PathLike, *, scale: float = 1.0, seed: int = 0
     if only is None:
         store_half(root)
         (root / "eve.yaml").write_text(EVE_YAML)
+    if (root / "sd" / "unet").is_dir() and not (root / "sd" / "model_index.json").is_file():
+        write_sd_index(root / "sd")  # a run killed between the backbone and its index
     return root / "eve.yaml"
