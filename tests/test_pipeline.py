@@ -119,6 +119,20 @@ def test_edit_py_with_an_instruction_alone(tiny_dir, tmp_path, capsys):
     assert bad == 2 and "edit.writer='nowhere:Writer'" in capsys.readouterr().err
 
 
+def test_edit_py_needs_nothing_but_video_instruction_and_output(tmp_path, capsys):
+    """The issue's "done when": no config, caption or task; the world's teachers, captioner and writer do the rest."""
+    from eve.data.video import read_video
+    from eve.editing.cli import main
+
+    clip = ROOT / "data" / "shapes" / "fdd" / "clips" / "00000"
+    code = main(["--video", str(clip), "--instruction", "add a green square", "--output", str(tmp_path / "o.gif"),
+                 "edit.teacher_steps=3", "edit.steps=3"])
+    err = capsys.readouterr().err
+    assert code == 0 and read_video(tmp_path / "o.gif").frames.shape == read_video(clip).frames.shape, err
+    assert "task: add" in err and ("output caption 'a yellow circle and a red triangle and a green square on a grey "
+                                   "background'") in err, err
+
+
 def test_instruction_alone_on_the_tiny_set(tiny_dir, caplog):
     """No caption, no task: the task from the rules, the instruction as the caption (no captioner), both logged."""
     pipe = EveVideoEditPipeline.from_pretrained(tiny_dir)

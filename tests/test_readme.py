@@ -29,6 +29,7 @@ RULES = [
     ("python -m eve.demo", RUN, ""),
     ("python edit.py --config configs/sd15/eve.yaml", NEEDS, "video not found: in.mp4"),  # the user's own video
     ("python edit.py --config data/shapes/teachers/eve.yaml", RUN, ""),
+    ("python edit.py --video data/shapes", RUN, ""),  # no --config: the committed shapes teachers
     ("python -m eve.data.synthetic", RUN, ""),
     ("python -m eve.data --config", RUN, ""),
     ("python train_fdd.py --config configs/tiny.yaml", RUN, ""),

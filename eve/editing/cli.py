@@ -10,6 +10,9 @@ from eve.errors import EveError
 
 logger = logging.getLogger("eve.edit")
 
+# The embedded default, as `python -m eve.demo` uses it: the committed shapes-world teachers of a source checkout.
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "data" / "shapes" / "teachers" / "eve.yaml"
+
 
 EDIT_KEYS = {
     "edit.steps": "student DDIM steps",
@@ -36,7 +39,8 @@ def parser() -> argparse.ArgumentParser:
                     "(edit.captioner, edit.writer).",
         epilog=config_help(EveConfig, EDIT_KEYS, "key=value overrides of the config (main ones)"),
     )
-    ap.add_argument("--config", help="eve YAML (model + edit); optional when --checkpoint carries its config")
+    ap.add_argument("--config", help="eve YAML (model + edit); default: the checkpoint's own config, else the "
+                                     "committed shapes-world teachers (data/shapes/teachers/eve.yaml)")
     ap.add_argument("--video", required=True, help="input: mp4/webm/gif/any FFmpeg video, or a folder of frames")
     ap.add_argument("--instruction", required=True, help='the edit, e.g. "make the car red"')
     ap.add_argument("--caption", help="output caption the backbone sees (default: written from frame 0 and the "
@@ -61,7 +65,10 @@ def load_edit_config(config: str | None, checkpoint: str | None, overrides: list
     if config is not None:
         return load_config(config, overrides)
     if checkpoint is None:
-        raise EveError("give --config (or a --checkpoint that carries its config)")
+        if not DEFAULT_CONFIG.is_file():
+            raise EveError("give --config (or a --checkpoint that carries its config)")
+        logger.info("no --config: the shapes world's teachers (%s), which edit its 32x32 clips", DEFAULT_CONFIG)
+        return load_config(DEFAULT_CONFIG, overrides)
     info = inspect_lora(checkpoint)
     if "config" not in info.meta:
         raise EveError(f"checkpoint {checkpoint} carries no config: give --config")
