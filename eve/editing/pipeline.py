@@ -137,8 +137,6 @@ class EveVideoEditPipeline(DiffusionPipeline):
     @classmethod
     def from_eve_config(cls, cfg) -> EveVideoEditPipeline:
         """The pipeline an EveConfig names (`model` weights, `edit` defaults), loaded by eve's loaders."""
-        from dataclasses import asdict as as_dict
-
         from diffusers import DDIMScheduler
 
         from eve.models.build import load_parts
@@ -156,7 +154,7 @@ class EveVideoEditPipeline(DiffusionPipeline):
                    vae=vae, sparsectrl=parts["sparsectrl"], num_frames=parts["num_frames"],
                    resolution=parts["resolution"], first_frame=parts["first_frame"],
                    controlnet_text=parts["controlnet_text"], controlnet_scale=parts["controlnet_scale"],
-                   sparsectrl_scale=parts["sparsectrl_scale"], edit=as_dict(cfg.edit))
+                   sparsectrl_scale=parts["sparsectrl_scale"], edit=asdict(cfg.edit))
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs) -> EveVideoEditPipeline:
@@ -202,11 +200,7 @@ class EveVideoEditPipeline(DiffusionPipeline):
         return super().save_pretrained(save_directory, *args, **kwargs)
 
     def unload_lora_weights(self) -> None:
-        from eve.models.lora import remove_lora
-
-        remove_lora(self.unet, self.text_encoder)
-        self.model.text.forget()
-        self.model._lora_on = None
+        self.model.unload_lora()
 
     def _steps(self, n: int) -> Tensor:
         return ddim_timesteps(n, self.model.schedule.num_train_timesteps, self.edit_cfg.timestep_spacing)

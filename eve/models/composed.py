@@ -171,6 +171,14 @@ class EveModel(nn.Module):
         self._lora_on = None
         return meta
 
+    def unload_lora(self) -> None:
+        """Drop the student LoRA (UNet and text encoder), if any: back to plug-and-play."""
+        from eve.models.lora import remove_lora
+
+        remove_lora(self.unet, self.text.encoder)
+        self.text.forget()
+        self._lora_on = None
+
     @property
     def dtype(self) -> torch.dtype:
         return self.unet.dtype

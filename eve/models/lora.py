@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -246,8 +245,10 @@ def remove_lora(unet: nn.Module, text_encoder: nn.Module | None = None) -> None:
 def _load_with_diffusers(unet: nn.Module, text_encoder: nn.Module | None, info: LoraFile) -> None:
     from diffusers.loaders import StableDiffusionLoraLoaderMixin as Loader
 
+    from eve.models.build import diffusers_log_level
+
     try:
-        with quiet_diffusers():
+        with diffusers_log_level(logging.CRITICAL):  # diffusers logs errors in many lines: eve says one
             state, alphas, meta = Loader.lora_state_dict(str(info.path), return_lora_metadata=True)
             if not any(k.startswith(("unet.", "text_encoder.")) for k in state):  # peft keys of the UNet alone
                 state = {f"unet.{k}": v for k, v in state.items()}
@@ -278,19 +279,6 @@ def _adapted_layers(module: nn.Module) -> int:
     return sum(isinstance(m, BaseTunerLayer) and ADAPTER in getattr(m, "lora_A", {}) for m in module.modules())
 
 
-@contextmanager
-def quiet_diffusers():
-    """diffusers logs a multi-line error before it raises; eve says it in one line instead."""
-    import diffusers
-
-    before = diffusers.utils.logging.get_verbosity()
-    diffusers.utils.logging.set_verbosity(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        diffusers.utils.logging.set_verbosity(before)
-
-
 def _load_peft_adapter(unet: nn.Module, folder: Path) -> None:
     """A peft adapter folder, by peft's own loader (it adapts the model in place; the wrapper is dropped). Its
     target names would also match the motion modules' attention, which θ_align never adapts: they are excluded, and
@@ -298,10 +286,12 @@ def _load_peft_adapter(unet: nn.Module, folder: Path) -> None:
     from peft import LoraConfig, PeftModel
     from safetensors import safe_open
 
+    from eve.models.build import diffusers_log_level
+
     try:
         config = LoraConfig.from_pretrained(str(folder))
         config.exclude_modules = MOTION_EXCLUDE
-        with quiet_diffusers():
+        with diffusers_log_level(logging.CRITICAL):  # diffusers logs errors in many lines: eve says one
             PeftModel.from_pretrained(unet, str(folder), adapter_name=ADAPTER, is_trainable=False, config=config)
     except (ValueError, RuntimeError, KeyError, TypeError, AttributeError) as e:
         remove_lora(unet)

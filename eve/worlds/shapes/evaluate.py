@@ -21,7 +21,6 @@ from eve.diffusion.sampling import sample
 from eve.diffusion.timesteps import ddim_timesteps
 from eve.editing.pipeline import edit_first_frame, edit_windows
 from eve.models.composed import Cond, EveModel, Role
-from eve.models.lora import remove_lora
 from eve.tasks import task_id
 from eve.worlds.shapes import world as W
 from eve.worlds.shapes.data import Item, items
@@ -100,11 +99,9 @@ class Evaluator:
     def _use_lora(self, path: str | None) -> None:
         if path == self._lora:
             return
-        remove_lora(self.m.unet, self.m.text.encoder)
-        self.m.text.forget()
+        self.m.unload_lora()
         if path is not None:
             self.m.load_lora(path)
-        self.m._lora_on = None
         self._lora = path
 
     def _generate(self, method: Method, chunk: list[Item], src: Tensor, f1: Tensor, gen: torch.Generator) -> Tensor:
