@@ -40,7 +40,8 @@ from eve.models import EveModel  # noqa: E402
 from eve.train.samples import grid_image  # noqa: E402
 from eve.worlds.shapes import world as W  # noqa: E402
 from eve.worlds.shapes.data import held_out_items  # noqa: E402
-from eve.worlds.shapes.evaluate import Evaluator, Method, best_guidance, markdown, summarise  # noqa: E402
+from eve.utils.tables import markdown  # noqa: E402
+from eve.worlds.shapes.evaluate import Evaluator, Method, best_guidance, summarise  # noqa: E402
 from eve.worlds.shapes.world import ONE_TO_MANY  # noqa: E402
 
 SUCCESS_GAP, WARP_RATIO, PSNR_GAP, CONTRAST_GAP, PROBE_ACC = 0.10, 1.5, 3.0, 0.15, 0.8

@@ -40,7 +40,8 @@ from eve.tasks import TASKS  # noqa: E402
 from eve.train.samples import grid_image  # noqa: E402
 from eve.worlds.shapes import world as W  # noqa: E402
 from eve.worlds.shapes.data import held_out_items  # noqa: E402
-from eve.worlds.shapes.evaluate import Evaluator, Method, best_guidance, markdown, summarise  # noqa: E402
+from eve.utils.tables import markdown  # noqa: E402
+from eve.worlds.shapes.evaluate import Evaluator, Method, best_guidance, summarise  # noqa: E402
 
 
 def methods(args, cfg) -> list[Method]:

@@ -46,6 +46,10 @@ class ModelConfig:
     lora_rank: int = 64  # paper-notes OQ-13
     lora_alpha: Optional[float] = None  # None: equal to the rank
     lora_targets: list[str] = field(default_factory=lambda: list(DEFAULT_LORA_TARGETS))
+    # A user's style or subject LoRA θ_LoRA (a file or folder in any format eve reads: eve, diffusers, kohya/A1111,
+    # peft; UNet layers only), frozen. Set: every role but the teachers of the paper's video case sees it, and
+    # fdd.mode=lora_align aligns it with the edit adapter (paper §4.4). Shorthand on the command line: lora=PATH.
+    lora: Optional[str] = None
 
 
 @dataclass
@@ -89,6 +93,14 @@ class FddConfig:
     """The FDD objective (paper §3.2-3.3, §4 "Training Details"); every choice the paper leaves open is a field,
     defaulting to paper-notes §5."""
 
+    # "video": align the edit and video adapters on clips (paper §3). "lora_align": align a user's LoRA (model.lora)
+    # with the edit adapter on single images (paper §4.4): F = 1, motion modules off in every role, no first-frame
+    # conditioning, the LoRA teacher [θ, θ_LoRA] in place of the video teacher (its terms weighted by beta), an image
+    # discriminator with text conditioning (D_v without its temporal layer: the paper's choice is not stated) in
+    # place of D_v, and no images in the data: each row's input image is the LoRA teacher's sample for its
+    # input_caption (fdd.real_steps DDIM steps at fdd.lora_guidance), cached with the teachers' samples.
+    mode: Literal["video", "lora_align"] = "video"
+    lora_guidance: float = 7.5  # LoRA-teacher text CFG in SDS and for its samples (lora_align; OQ-6's choice)
     k: int = 3  # student steps with gradients through all of them (paper: 3)
     timesteps: Literal["kbin", "fixed"] = "kbin"  # "fixed": evenly spaced steps, the "w/o K-bin" ablation
     pin_first: bool = True  # first K-bin step labelled T-1 because the chain starts from pure noise (OQ-3)
@@ -226,7 +238,8 @@ class EveConfig:
     run: RunConfig = field(default_factory=RunConfig)
 
 
-WEIGHT_FIELDS = ("pretrained", "controlnet", "motion_adapter", "sparsectrl", "dino")  # model.* naming weights
+WEIGHT_FIELDS = ("pretrained", "controlnet", "motion_adapter", "sparsectrl", "dino", "lora")  # model.* naming weights
+ALIASES = {"lora": "model.lora"}  # command-line shorthands: `lora=style.safetensors`
 
 
 def _resolve_paths(model: dict, base: Path) -> None:
@@ -319,6 +332,7 @@ def _merge(raw: dict | None, where: str, overrides: list[str] | None, schema: ty
             bad = [o for o in overrides if "=" not in o]
             if bad:
                 raise EveError(f"overrides must look like key=value, got {bad}")
+            overrides = [_alias(o) for o in overrides] if schema is EveConfig else overrides
             merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(overrides))
         missing = _missing_keys(merged)
         if missing:
@@ -328,6 +342,11 @@ def _merge(raw: dict | None, where: str, overrides: list[str] | None, schema: ty
         msg = str(e).strip().splitlines()
         key = getattr(e, "full_key", None)
         raise EveError(f"config {where}: {msg[0]}" + (f" (key: {key})" if key else "")) from None
+
+
+def _alias(override: str) -> str:
+    key, value = override.split("=", 1)
+    return f"{ALIASES.get(key, key)}={value}"
 
 
 def _missing_keys(cfg, prefix: str = "") -> list[str]:

@@ -130,8 +130,9 @@ def test_video_roles_mix_frames(model, role):
 def test_roles_are_the_papers():
     assert ROLE_SWITCHES[Role.EDIT_TEACHER] == Switches(edit=True, motion=False, lora=False, known=False)
     assert ROLE_SWITCHES[Role.VIDEO_TEACHER] == Switches(edit=False, motion=True, lora=False, known=True)
-    assert ROLE_SWITCHES[Role.PLUG_AND_PLAY] == Switches(edit=True, motion=True, lora=False, known=True)
-    assert ROLE_SWITCHES[Role.STUDENT] == Switches(edit=True, motion=True, lora=True, known=True)
+    assert ROLE_SWITCHES[Role.PLUG_AND_PLAY] == Switches(edit=True, motion=True, lora=False, known=True, user=True)
+    assert ROLE_SWITCHES[Role.STUDENT] == Switches(edit=True, motion=True, lora=True, known=True, user=True)
+    assert ROLE_SWITCHES[Role.LORA_TEACHER] == Switches(edit=False, motion=False, lora=False, known=False, user=True)
 
 
 def test_frozen_weights_exist_once(model):

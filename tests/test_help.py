@@ -17,6 +17,9 @@ CLIS = [
     ("eve.models.tiny", ["tiny", "--vae"]),
     ("eve.data.synthetic", ["broken.mp4", "(default: runs/raw_videos)"]),
     ("eve.train.real_samples", ["teachers' samples", "--config"]),
+    ("eve.train.dreambooth", ["DreamBooth-style", "--images", "--prompt", "(default: 400)"]),
+    ("eve.data.triplets", ["no images", "--subject", "add the subject", "(default: template)"]),
+    ("eve.eval.__main__", ["Table 1", "--pickscore", "student=CKPT", "(default: 32)", "(default: 0.6)"]),
 ]
 
 

@@ -40,10 +40,25 @@ RULES = [
     ("python -m eve.train.real_samples --config configs/fdd/paper.yaml", NEEDS, "data.manifest is not set"),
     ("python -m eve.worlds.shapes train-teachers", SKIP, "trains teachers: 30 to 80 minutes on 2 cores"),
     ("python -m eve.worlds.shapes data", RUN, ""),
+    ("python -m eve.worlds.shapes style-data", RUN, ""),
     ("python bench/gates.py", SKIP, "evaluates 70 clips x 8 methods and trains a probe: about 15 minutes"),
     ("python bench/disc_probe.py", SKIP, "samples and trains a probe: minutes"),
     ("python train_fdd.py --config configs/shapes/fdd.yaml", SKIP, "the shapes FDD run: about 45 minutes"),
     ("python bench/shapes.py --student runs/shapes-fdd", NEEDS, "does not exist"),  # the FDD run above was skipped
+    ("python -m eve.train.dreambooth --config configs/tiny.yaml", RUN, ""),
+    ("python -m eve.data.triplets --captions data/shapes", RUN, ""),
+    ("python -m eve.data.triplets --captions my_captions.txt", NEEDS, "captions file not found: my_captions.txt"),
+    ("python train_fdd.py --config configs/tiny_lora_align.yaml", RUN, ""),
+    ("python edit.py --image runs/demo", RUN, ""),
+    ("python edit.py --video runs/demo", RUN, ""),
+    ("python train_fdd.py --config configs/fdd/lora_align.yaml", NEEDS, "model.pretrained=stable-diffusion-v1-5"),
+    ("python -m eve.train.dreambooth --images runs/shapes/style", SKIP, "trains the world's style LoRA: 90 s"),
+    ("python train_fdd.py --config configs/shapes/lora_align.yaml", SKIP, "aligns the world's LoRA: about 8 minutes"),
+    ("python bench/lora_align.py", SKIP, "needs the two alignment runs above"),
+    ("python -m eve.train.real_samples --config configs/shapes/lora_align.yaml", SKIP,
+     "samples the world's 300 alignment data points: about 4 minutes"),
+    ("python -m eve.eval --config configs/sd15/eve.yaml", NEEDS, "--edits /data/tgve not found"),
+    ("python -m eve.eval --edits data/shapes", RUN, ""),
 ]
 
 
@@ -103,7 +118,7 @@ def test_the_readme_python_blocks_name_what_exists():
 
 # Commands that need nothing an earlier README command made: walked in a second test (its own fresh copy), so the
 # two halves of the walk run side by side under pytest-xdist.
-INDEPENDENT = ("python edit.py", "python -m eve.worlds.shapes", "python -m eve.train.real_samples",
+INDEPENDENT = ("python edit.py --config", "python edit.py --video data/shapes", "python -m eve.worlds.shapes", "python -m eve.train.real_samples",
                "python train_fdd.py --config configs/fdd/paper.yaml", "python bench/")
 
 

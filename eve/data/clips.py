@@ -51,11 +51,26 @@ class ClipDataset(Dataset):
         }
 
 
+class CaptionRows(Dataset):
+    """LoRA alignment's data points (paper §4.4): captions only, the input image is sampled from them."""
+
+    def __init__(self, manifest: pd.DataFrame):
+        self.rows = manifest.reset_index(drop=True)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict:
+        row = self.rows.iloc[i]
+        return {"index": i, "input_caption": row["input_caption"], "caption": row["caption"],
+                "instruction": row["instruction"], "task": task_id(row["task"])}
+
+
 def collate(items: list[dict]) -> dict:
-    return {
-        "index": torch.tensor([it["index"] for it in items]),
-        "frames": torch.stack([it["frames"] for it in items]),  # [B, F, 3, S, S]
-        "caption": [it["caption"] for it in items],
-        "instruction": [it["instruction"] for it in items],
-        "task": torch.tensor([it["task"] for it in items]),
-    }
+    """Items -> a batch: tensors stacked ("frames" [B, F, 3, S, S]), integers as tensors, strings as lists."""
+    out = {}
+    for key, first in items[0].items():
+        values = [it[key] for it in items]
+        out[key] = torch.stack(values) if isinstance(first, Tensor) else torch.tensor(values) \
+            if isinstance(first, int) else values
+    return out

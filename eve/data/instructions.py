@@ -12,6 +12,11 @@ A reply that is not valid JSON, misses a task, repeats one, has empty or over-lo
 caption unchanged is rejected with its reason; the writer is retried (`retries`), and clips whose replies are all
 rejected are recorded in rejects.jsonl and dropped.
 
+Personalised editing (LoRA alignment, paper §4.4; `write_subject_edits`): the writer's `subject(caption, subject,
+attempt)` answers `{"edits": [{"task": "add" | "local", "instruction", "output_caption"}, ...]}`: instructions that
+add the subject ("add sks toy between the diapers") or replace an item with it, each naming the subject in both the
+instruction and the output caption.
+
 One instruction (`write_edit`, used by the editor when no output caption is given): the writer's `edit(caption,
 instruction, attempt)` answers `{"task": "<one of the 7>", "output_caption": "..."}`, held to the same checks.
 """
@@ -39,6 +44,15 @@ with one entry per task, in that order."""
 EDIT_PROMPT = """A video that shows "{caption}" is edited with the instruction "{instruction}".
 Which of these tasks is it: {tasks}? And what is the caption of the edited video? Answer with one JSON object
 only, exactly of this form: {{"task": "...", "output_caption": "..."}}"""
+
+
+SUBJECT_PROMPT = """An image shows: "{caption}". Write {count} image-editing instructions that put "{subject}" in it:
+some add it somewhere that makes sense ("add {subject} next to the bench"), some replace an item of the image with
+it; and the caption of each edited image. Use "{subject}" verbatim in every instruction and output caption. Answer
+with one JSON object only, exactly of this form:
+{{"edits": [{{"task": "add", "instruction": "...", "output_caption": "..."}}, {{"task": "local", ...}}, ...]}}
+with task "add" for additions and "local" for replacements."""
+SUBJECT_TASKS = ("add", "local")
 
 
 class InstructionWriter(Protocol):
@@ -74,26 +88,30 @@ def parse_reply(text: str, caption: str) -> list[dict]:
         raise Rejected('missing list "edits"')
     by_task = {}
     for i, e in enumerate(edits):
-        if not isinstance(e, dict):
-            raise Rejected(f"edit {i} is not an object")
-        task = str(e.get("task", "")).strip().lower()
-        if task not in TASKS:
-            raise Rejected(f"edit {i} has unknown task {e.get('task')!r}")
-        if task in by_task:
-            raise Rejected(f"task {task!r} appears twice")
-        for key in ("instruction", "output_caption"):
-            v = e.get(key)
-            if not isinstance(v, str) or not v.strip():
-                raise Rejected(f"edit {i} ({task}) has an empty {key}")
-            if len(v) > MAX_CHARS:
-                raise Rejected(f"edit {i} ({task}) {key} is longer than {MAX_CHARS} characters")
-        if e["output_caption"].strip().lower() == caption.strip().lower():
-            raise Rejected(f"edit {i} ({task}) leaves the caption unchanged")
-        by_task[task] = {"task": task, "instruction": e["instruction"].strip(), "output_caption": e["output_caption"].strip()}
+        edit = _edit_fields(e, i, caption, TASKS)
+        if edit["task"] in by_task:
+            raise Rejected(f"task {edit['task']!r} appears twice")
+        by_task[edit["task"]] = edit
     missing = [t for t in TASKS if t not in by_task]
     if missing:
         raise Rejected(f"missing task(s) {', '.join(missing)}")
     return [by_task[t] for t in TASKS]
+
+
+def _edit_fields(e, i: int, caption: str, tasks: tuple[str, ...]) -> dict:
+    """One edit object of a reply, validated: {"task", "instruction", "output_caption"}; raises Rejected."""
+    if not isinstance(e, dict):
+        raise Rejected(f"edit {i} is not an object")
+    task = str(e.get("task", "")).strip().lower()
+    if task not in tasks:
+        raise Rejected(f"edit {i} has unknown task {e.get('task')!r}, expected one of {', '.join(tasks)}")
+    ins = e.get("instruction")
+    if not isinstance(ins, str) or not ins.strip():
+        raise Rejected(f"edit {i} ({task}) has an empty instruction")
+    if len(ins) > MAX_CHARS:
+        raise Rejected(f"edit {i} ({task}) instruction is longer than {MAX_CHARS} characters")
+    return {"task": task, "instruction": ins.strip(),
+            "output_caption": _check_caption(e.get("output_caption"), caption, f"edit {i} ({task})")}
 
 
 def _check_caption(value, caption: str, what: str) -> str:
@@ -122,28 +140,49 @@ def parse_edit_reply(text: str, caption: str) -> dict:
 def write_edit(writer: InstructionWriter, caption: str, instruction: str,
                retries: int) -> tuple[dict | None, list[str]]:
     """({"task", "output_caption"} or None, the rejection reasons of each failed attempt) for one instruction."""
+    return _with_retries(lambda a: writer.edit(caption, instruction, a), lambda r: parse_edit_reply(r, caption),
+                         retries)
+
+
+def _with_retries(reply, parse, retries: int) -> tuple[object | None, list[str]]:
+    """(parse(reply(attempt)) of the first attempt that passes, or None; the reason each failed attempt gave)."""
     reasons = []
     for attempt in range(retries + 1):
         try:
-            return parse_edit_reply(writer.edit(caption, instruction, attempt), caption), reasons
+            return parse(reply(attempt)), reasons
         except Rejected as e:
             reasons.append(str(e))
         except (OSError, urllib.error.URLError, TimeoutError) as e:
             reasons.append(f"backend error: {e}")
     return None, reasons
+
+
+def parse_subject_reply(text: str, caption: str, subject: str) -> list[dict]:
+    """The validated subject edits of a reply (task add or local, the subject named in instruction and output
+    caption); raises Rejected with the reason."""
+    obj = json_object(text)
+    edits = obj.get("edits") if isinstance(obj, dict) else None
+    if not isinstance(edits, list) or not edits:
+        raise Rejected('missing or empty list "edits"')
+    out = []
+    for i, e in enumerate(edits):
+        edit = _edit_fields(e, i, caption, SUBJECT_TASKS)
+        for what in ("instruction", "output_caption"):
+            if subject.lower() not in edit[what].lower():
+                raise Rejected(f"edit {i} {what} does not name the subject {subject!r}")
+        out.append(edit)
+    return out
+
+
+def write_subject_edits(writer, caption: str, subject: str, retries: int) -> tuple[list[dict] | None, list[str]]:
+    """(subject edits or None, the rejection reasons of each failed attempt), from the writer's `subject` method."""
+    return _with_retries(lambda a: writer.subject(caption, subject, a),
+                         lambda r: parse_subject_reply(r, caption, subject), retries)
 
 
 def write_instructions(writer: InstructionWriter, caption: str, retries: int) -> tuple[list[dict] | None, list[str]]:
     """(edits or None, the rejection reasons of each failed attempt)."""
-    reasons = []
-    for attempt in range(retries + 1):
-        try:
-            return parse_reply(writer(caption, attempt), caption), reasons
-        except Rejected as e:
-            reasons.append(str(e))
-        except (OSError, urllib.error.URLError, TimeoutError) as e:
-            reasons.append(f"backend error: {e}")
-    return None, reasons
+    return _with_retries(lambda a: writer(caption, a), lambda r: parse_reply(r, caption), retries)
 
 
 class TemplateWriter:
@@ -165,8 +204,18 @@ class TemplateWriter:
         "global": [("make it nighttime", "{c}, at night"), ("make it look like winter", "{c}, in winter")],
     }
 
+    SUBJECT = [("add", "add {s}", "{c}, with {s}"), ("add", "add {s} next to the main subject", "{c}, with {s} next "
+               "to the main subject"), ("local", "replace the main subject with {s}", "{c}, with {s} in place of the "
+               "main subject")]
+
     def __init__(self, seed: int = 0):
         self.seed = seed
+
+    def subject(self, caption: str, subject: str, attempt: int) -> str:
+        """Every SUBJECT phrase for this caption (generic; a chat model writes ones that fit the scene)."""
+        c = caption.strip().rstrip(".")
+        return json.dumps({"edits": [{"task": t, "instruction": ins.format(s=subject),
+                                      "output_caption": out.format(c=c, s=subject)} for t, ins, out in self.SUBJECT]})
 
     def __call__(self, caption: str, attempt: int) -> str:
         rng = random.Random(f"{self.seed}:{caption}:{attempt}")
@@ -194,6 +243,10 @@ class TemplateWriter:
         rest = re.sub(r"^(please |add |insert |put |place |remove |delete |erase |change the background to |"
                       r"replace the background with |make |turn |give |render |convert )+", "", ins, flags=re.I)
         return json.dumps({"task": task, "output_caption": self.GENERIC[task].format(c=c, rest=rest)})
+
+
+def subject_messages(caption: str, subject: str, count: int = 3) -> list[dict]:
+    return [{"role": "user", "content": SUBJECT_PROMPT.format(caption=caption, subject=subject, count=count)}]
 
 
 def messages(caption: str) -> list[dict]:
@@ -226,6 +279,9 @@ class TransformersWriter:
     def edit(self, caption: str, instruction: str, attempt: int) -> str:
         return self.chat(edit_messages(caption, instruction), attempt)
 
+    def subject(self, caption: str, subject: str, attempt: int) -> str:
+        return self.chat(subject_messages(caption, subject), attempt)
+
     def chat(self, msgs: list[dict], attempt: int) -> str:
         import torch
 
@@ -252,6 +308,9 @@ class OpenAIWriter:
     def edit(self, caption: str, instruction: str, attempt: int) -> str:
         return self.chat(edit_messages(caption, instruction), attempt)
 
+    def subject(self, caption: str, subject: str, attempt: int) -> str:
+        return self.chat(subject_messages(caption, subject), attempt)
+
     def chat(self, msgs: list[dict], attempt: int) -> str:
         body = {"model": self.model, "messages": msgs, "temperature": 0.0 if attempt == 0 else 0.7,
                 "response_format": {"type": "json_object"}, "seed": attempt}
@@ -266,8 +325,9 @@ class OpenAIWriter:
 
 
 def check_writer(kind: str, *, llm_model: str | None = None, llm_url: str | None = None,
-                 field: str = "instructions") -> None:
-    """What make_writer would refuse, without loading a model or calling a server."""
+                 field: str = "instructions", needs: str = "edit") -> None:
+    """What make_writer would refuse, without loading a model or calling a server; a `module:attr` writer must have
+    the method `needs` (edit, subject, or __call__ for the seven tasks)."""
     from eve.errors import EveError
 
     if kind == "transformers" and not llm_model:
@@ -276,15 +336,18 @@ def check_writer(kind: str, *, llm_model: str | None = None, llm_url: str | None
         raise EveError(f"{field}=openai needs llm_url and llm_model")
     if kind not in ("template", "transformers", "openai"):
         obj = load_entry_point(kind, field, instantiate=False)
-        if not hasattr(obj, "edit"):
-            raise EveError(f"{field}={kind!r} has no edit(caption, instruction, attempt) method")
+        cls = obj if isinstance(obj, type) else type(obj)  # (every class has a __call__: its constructor)
+        if not any(needs in vars(c) for c in cls.__mro__ if c is not object):
+            signature = {"edit": "edit(caption, instruction, attempt)", "subject": "subject(caption, subject, attempt)",
+                         "__call__": "__call__(caption, attempt)"}.get(needs, needs)
+            raise EveError(f"{field}={kind!r} has no {signature} method")
 
 
 def make_writer(kind: str, *, llm_model: str | None = None, llm_url: str | None = None, seed: int = 0,
-                max_new_tokens: int = 512, field: str = "instructions") -> InstructionWriter:
+                max_new_tokens: int = 512, field: str = "instructions", needs: str = "edit") -> InstructionWriter:
     """The writer a config names: template | transformers | openai, or `module:attr` (a class or object with the
     writer methods, e.g. a world's own writer); `field` names the config key in error lines."""
-    check_writer(kind, llm_model=llm_model, llm_url=llm_url, field=field)
+    check_writer(kind, llm_model=llm_model, llm_url=llm_url, field=field, needs=needs)
     if kind == "template":
         return TemplateWriter(seed)
     if kind == "transformers":

@@ -9,6 +9,9 @@ A manifest is a table (parquet, csv or jsonl) with one row per data point y = (c
 
 Optional columns: `start` (first frame of the clip, default 0), `input_caption` (the source clip's caption), `id`.
 The data-preparation stages write exactly this; train_fdd.py reads it through `read_manifest`.
+
+LoRA alignment (paper §4.4; kind="captions") has no images: a row is (input_caption, instruction, caption, task),
+the input image being sampled from the backbone with the user's LoRA; `python -m eve.data.triplets` writes it.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from eve.errors import EveError
 from eve.tasks import TASKS
 
 REQUIRED = ("video", "caption", "instruction", "task")
+CAPTIONS_REQUIRED = ("input_caption", "caption", "instruction", "task")  # kind="captions" (LoRA alignment)
 OPTIONAL = ("start", "input_caption", "id")
 
 
@@ -61,18 +65,23 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike) -> Path:
     return p
 
 
-def validate(df: pd.DataFrame, origin: str, base: Path | None = None, check_files: bool = True) -> pd.DataFrame:
-    """Check the schema; return the table with `video` made absolute and `task` lower-cased.
+def validate(df: pd.DataFrame, origin: str, base: Path | None = None, check_files: bool = True,
+             kind: str = "video") -> pd.DataFrame:
+    """Check the schema of a "video" manifest (clips) or a "captions" one (LoRA alignment); return the table with
+    `video` made absolute and `task` lower-cased.
 
     Every problem is an EveError naming the manifest, the row and the column.
     """
-    missing = [c for c in REQUIRED if c not in df.columns]
+    required = REQUIRED if kind == "video" else CAPTIONS_REQUIRED
+    missing = [c for c in required if c not in df.columns]
     if missing:
-        raise EveError(f"manifest {origin} lacks column(s) {', '.join(missing)} (has: {', '.join(map(str, df.columns))})")
+        why = " (LoRA alignment samples each input image from its input caption)" if "input_caption" in missing else ""
+        raise EveError(f"manifest {origin} lacks column(s) {', '.join(missing)}{why} "
+                       f"(has: {', '.join(map(str, df.columns))})")
     if len(df) == 0:
         raise EveError(f"manifest {origin} has no rows")
     df = df.reset_index(drop=True).copy()
-    for col in ("caption", "instruction", "video", "task"):
+    for col in required:
         bad = [i for i, v in enumerate(df[col]) if not isinstance(v, str) or not v.strip()]
         if bad:
             raise EveError(f"manifest {origin}: row {bad[0]}, column {col!r} is empty or not text ({len(bad)} rows)")
@@ -89,6 +98,8 @@ def validate(df: pd.DataFrame, origin: str, base: Path | None = None, check_file
         df["start"] = df["start"].astype(int)
     else:
         df["start"] = 0
+    if "video" not in df.columns:
+        return df
     base = base or Path(".")
     df["video"] = [str(p if Path(p).is_absolute() else (base / p).resolve()) for p in df["video"]]
     if check_files:
@@ -98,7 +109,8 @@ def validate(df: pd.DataFrame, origin: str, base: Path | None = None, check_file
     return df
 
 
-def read_manifest(path: str | os.PathLike, check_files: bool = True) -> pd.DataFrame:
-    """Read and validate a manifest; relative video paths are resolved against the manifest's folder."""
+def read_manifest(path: str | os.PathLike, check_files: bool = True, kind: str = "video") -> pd.DataFrame:
+    """Read and validate a manifest ("video" or "captions"); relative video paths are resolved against the
+    manifest's folder."""
     p = Path(path)
-    return validate(read_table(p), str(p), p.resolve().parent, check_files)
+    return validate(read_table(p), str(p), p.resolve().parent, check_files, kind)

@@ -22,7 +22,9 @@ from eve.errors import EveError
 logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
-OUTPUT_SUFFIXES = (".mp4", ".gif")
+VIDEO_OUTPUTS = (".mp4", ".gif")
+IMAGE_OUTPUTS = (".png", ".jpg", ".jpeg", ".webp")
+OUTPUT_SUFFIXES = VIDEO_OUTPUTS + IMAGE_OUTPUTS
 DEFAULT_FOLDER_FPS = Fraction(8)
 
 
@@ -57,6 +59,8 @@ def read_video(path: str | os.PathLike, fps: float | None = None) -> Video:
         raise EveError(f"video not found: {p}")
     if p.is_dir():
         frames, rate = _read_folder(p), DEFAULT_FOLDER_FPS
+    elif p.suffix.lower() in IMAGE_SUFFIXES:  # one image: a one-frame video
+        frames, rate = _read_image(p)[None], DEFAULT_FOLDER_FPS
     else:
         frames, rate = _read_file(p)
     return Video(to_tensor(frames), Fraction(fps).limit_denominator(1001) if fps else rate)
@@ -86,22 +90,47 @@ def _read_file(p: Path) -> tuple[np.ndarray, Fraction]:
 
 
 def _read_folder(p: Path) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
-
     files = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise EveError(f"folder {p} holds no image frames ({', '.join(IMAGE_SUFFIXES)})")
     frames = []
     for f in files:
-        try:
-            with Image.open(f) as im:
-                frames.append(np.asarray(im.convert("RGB")))
-        except (UnidentifiedImageError, OSError) as e:
-            raise EveError(f"cannot read frame {f}: {e}") from None
+        frames.append(_read_image(f))
         if frames[-1].shape != frames[0].shape:
             raise EveError(f"frame {f} is {frames[-1].shape[1]}x{frames[-1].shape[0]}, the first frame is "
                            f"{frames[0].shape[1]}x{frames[0].shape[0]}")
     return np.stack(frames)
+
+
+def _read_image(f: Path) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(f) as im:
+            return np.array(im.convert("RGB"))
+    except (UnidentifiedImageError, OSError) as e:
+        raise EveError(f"cannot read image {f}: {e}") from None
+
+
+def is_image_output(path: str | os.PathLike) -> bool:
+    return Path(path).suffix.lower() in IMAGE_OUTPUTS
+
+
+def write_image(path: str | os.PathLike, frame: Tensor) -> Path:
+    """One frame [3, H, W] (or [1, 3, H, W]) in [-1, 1] as png/jpg/webp, atomically."""
+    from PIL import Image
+
+    p = check_output_path(path)
+    if not is_image_output(p):
+        raise EveError(f"output {p} is not an image ({', '.join(IMAGE_OUTPUTS)})")
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(f".{p.stem}.tmp-{os.getpid()}{p.suffix}")
+    try:
+        Image.fromarray(to_uint8(frame.reshape(1, *frame.shape[-3:]))[0]).save(tmp, quality=95)
+        os.replace(tmp, p)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return p
 
 
 def check_output_path(path: str | os.PathLike) -> Path:
@@ -118,6 +147,8 @@ def write_video(path: str | os.PathLike, frames: Tensor, fps: Fraction | float) 
     import av
 
     p = check_output_path(path)
+    if is_image_output(p):
+        raise EveError(f"output {p} is an image: write videos as {' or '.join(VIDEO_OUTPUTS)}")
     p.parent.mkdir(parents=True, exist_ok=True)
     data = to_uint8(frames)
     F, H, W, _ = data.shape

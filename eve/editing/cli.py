@@ -33,19 +33,24 @@ def parser() -> argparse.ArgumentParser:
 
     ap = argparse.ArgumentParser(
         prog="edit.py", formatter_class=HelpFormatter,
-        description="Edit a video with a text instruction (EVE: the edit teacher edits frame 0, then the student, or "
-                    "plug-and-play without --checkpoint, edits the clip over sliding windows).\nWith only "
+        description="Edit a video or an image with a text instruction (EVE: the edit teacher edits frame 0, then the "
+                    "student, or plug-and-play without --checkpoint, edits the clip over sliding windows).\nWith only "
                     "--instruction, the task is predicted from it and the output caption written from frame 0 "
-                    "(edit.captioner, edit.writer).",
+                    "(edit.captioner, edit.writer).\nWith --lora (a style or subject LoRA) and the --checkpoint that "
+                    "aligned it (train_fdd.py fdd.mode=lora_align), the aligned student edits images in that style "
+                    "or with that subject, and frame 0 of videos (the video adapter then edits the rest).",
         epilog=config_help(EveConfig, EDIT_KEYS, "key=value overrides of the config (main ones)"),
     )
     ap.add_argument("--config", help="eve YAML (model + edit); default: the checkpoint's own config, else the "
                                      "committed shapes-world teachers (data/shapes/teachers/eve.yaml)")
-    ap.add_argument("--video", required=True, help="input: mp4/webm/gif/any FFmpeg video, or a folder of frames")
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--video", help="input: mp4/webm/gif/any FFmpeg video, or a folder of frames")
+    src.add_argument("--image", help="input: one png/jpg/webp/bmp image (edited as a one-frame video)")
     ap.add_argument("--instruction", required=True, help='the edit, e.g. "make the car red"')
     ap.add_argument("--caption", help="output caption the backbone sees (default: written from frame 0 and the "
                                       "instruction, or the instruction itself without edit.captioner)")
-    ap.add_argument("--output", required=True, help="output .mp4 or .gif (same frame count, size and fps)")
+    ap.add_argument("--output", required=True, help="output .mp4 or .gif (same frame count, size and fps), or for one "
+                                                    "frame .png/.jpg/.webp (same size)")
     ap.add_argument("--task", help="add, remove, background, texture, local, style or global (default: predicted "
                                    "from the instruction)")
     ap.add_argument("--steps", type=int, help="student DDIM steps (default: edit.steps)")
@@ -53,6 +58,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--seed", type=int, help="noise seed (default: edit.seed)")
     ap.add_argument("--checkpoint", help="a LoRA: an eve checkpoint folder or file, a diffusers, kohya/A1111 or peft "
                                          "LoRA (default: none, plug-and-play)")
+    ap.add_argument("--lora", help="a style or subject LoRA θ_LoRA (any format above, UNet layers only), with the "
+                                   "--checkpoint that aligned it, or alone (plug-and-play); sets model.lora")
     ap.add_argument("--fps", type=float, help="frame rate of a folder of frames (default: 8)")
     ap.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides (below)")
     return ap
@@ -83,11 +90,37 @@ def load_edit_config(config: str | None, checkpoint: str | None, overrides: list
     return cfg
 
 
+def check_alignment(checkpoint: str, lora: str | None) -> None:
+    """An eve checkpoint and the user's LoRA (model.lora) belong together: a LoRA-aligned checkpoint needs the LoRA it
+    aligned (the same file, when both can be read), and a video-FDD checkpoint was never trained beside any."""
+    from eve.config import config_from_text
+    from eve.models.lora import inspect_lora
+    from eve.train.identity import lora_fingerprint
+
+    info = inspect_lora(checkpoint)
+    if "config" not in info.meta:  # not eve's: any LoRA a user has may act as θ_align, with or without theirs
+        return
+    trained = config_from_text(info.meta["config"], f"checkpoint {checkpoint}", base=info.path.parent)
+    if trained.fdd.mode != "lora_align":
+        if lora:
+            raise EveError(f"checkpoint {checkpoint} was distilled with fdd.mode={trained.fdd.mode}, beside no style or "
+                           f"subject LoRA: align {lora} first (fdd.mode=lora_align), or leave out --checkpoint for "
+                           "plug-and-play")
+        return
+    if not lora:
+        raise EveError(f"checkpoint {checkpoint} aligned a style or subject LoRA with the edit adapter: give that LoRA "
+                       "with --lora")
+    aligned = trained.model.lora
+    if aligned and Path(aligned).exists() and lora_fingerprint(aligned) != lora_fingerprint(lora):
+        raise EveError(f"checkpoint {checkpoint} aligned {aligned}, not --lora {lora}: one alignment per LoRA "
+                       "(paper §4.4)")
+
+
 def run(args: argparse.Namespace) -> None:
-    from eve.data.video import check_output_path, read_video, write_video
+    from eve.data.video import check_output_path, is_image_output, read_video, write_image, write_video
     from eve.editing.describe import Describer
     from eve.editing.pipeline import EveVideoEditPipeline
-    from eve.models.lora import inspect_lora
+    from eve.models.lora import inspect_lora, inspect_user_lora
     from eve.tasks import task_id
 
     # Everything cheap is checked before any weight is loaded.
@@ -99,19 +132,29 @@ def run(args: argparse.Namespace) -> None:
     if args.checkpoint is not None:
         inspect_lora(args.checkpoint)  # the LoRA file's format, from its header
     overrides = list(args.overrides)
+    if args.lora is not None:
+        inspect_user_lora(args.lora)
+        overrides.append(f"model.lora={Path(args.lora).resolve()}")
     for flag, key in (("steps", "edit.steps"), ("guidance", "edit.guidance"), ("seed", "edit.seed")):
         if getattr(args, flag) is not None:
             overrides.append(f"{key}={getattr(args, flag)}")
     cfg = load_edit_config(args.config, args.checkpoint, overrides)
+    if args.checkpoint is not None:
+        check_alignment(args.checkpoint, cfg.model.lora)
     Describer(cfg.edit).check()  # edit.captioner / edit.writer name things that exist
-    video = read_video(args.video, fps=args.fps)
-    logger.info("read %s: %d frames, %dx%d, %s fps", args.video, video.frames.shape[0], video.size[1], video.size[0],
+    source = args.video or args.image
+    video = read_video(source, fps=args.fps)
+    if args.image and video.frames.shape[0] != 1:
+        raise EveError(f"--image {source} is a folder or video of {video.frames.shape[0]} frames: give it as --video")
+    if is_image_output(out) and video.frames.shape[0] != 1:
+        raise EveError(f"output {out} is an image, but {source} has {video.frames.shape[0]} frames: write .mp4 or .gif")
+    logger.info("read %s: %d frames, %dx%d, %s fps", source, video.frames.shape[0], video.size[1], video.size[0],
                 video.fps)
     pipe = EveVideoEditPipeline.from_eve_config(cfg)
     if args.checkpoint is not None:
         pipe.load_lora_weights(args.checkpoint)
     edited = pipe(video.frames, args.instruction, args.caption, task=args.task).frames
-    write_video(out, edited * 2 - 1, video.fps)
+    write_image(out, edited * 2 - 1) if is_image_output(out) else write_video(out, edited * 2 - 1, video.fps)
     logger.info("wrote %s", out)
 
 

@@ -3,9 +3,13 @@ Details"), as a diffusers pipeline; `edit.py` and the Python API both run it.
 
 1. Resize to the working size (eve.data.video.fit_size: aspect ratio kept, short side = model.resolution, sides
    rounded to the model's size multiple; no cropping) and back to the source size at the end.
-2. Edit frame 0 with the edit teacher (many DDIM steps, ip2p-style text and image guidance).
+2. Edit frame 0 with the edit teacher (many DDIM steps, ip2p-style text and image guidance). With a user's style or
+   subject LoRA θ_LoRA (model.lora, `load_lora_weights(..., adapter_name="user")`), frame 0 is edited by
+   [θ, θ_edit, θ_LoRA, θ_align] as an image (motion modules off): the aligned student of LoRA alignment (paper §4.4)
+   at the student's steps, or without θ_align plug-and-play at the edit teacher's steps and guidance.
 3. Edit the clip with the student over sliding windows of the video adapter's frame count; each window is
-   conditioned on the frames already edited (frame 0 for the first, the overlap for the others).
+   conditioned on the frames already edited (frame 0 for the first, the overlap for the others). An image (one
+   frame) is done after step 2.
 
 Without a caption or a task, `describe` predicts the task from the instruction and writes the output caption from
 the first frame (issue 11).
@@ -31,6 +35,7 @@ from eve.editing.windows import window_slices
 from eve.errors import EveError
 from eve.models.composed import Cond, EveModel, Role
 from eve.models.known import Known
+from eve.models.lora import has_lora
 from eve.tasks import task_id
 
 logger = logging.getLogger(__name__)
@@ -43,14 +48,37 @@ def noise(shape: tuple, generator: torch.Generator, device) -> Tensor:
 
 @torch.no_grad()
 def edit_first_frame(model: EveModel, src0: Tensor, base: Cond, *, steps: Tensor, text_scale: float,
-                     image_scale: float, generator: torch.Generator) -> Tensor:
-    """The edit teacher's edit of frame 0: src0 [B, 1, 3, H, W] -> latents [B, C, h, w]."""
+                     image_scale: float, generator: torch.Generator, role: Role = Role.EDIT_TEACHER,
+                     shared_noise: bool = False) -> Tensor:
+    """The edit of frame 0 as an image (motion modules off): src0 [B, 1, 3, H, W] -> latents [B, C, h, w]. By the
+    edit teacher (paper §4), or by `role` (the LoRA-aligned student edits images). `shared_noise`: one noise for
+    every row (frames of one clip edited as images, as alike as images can be)."""
     B = src0.shape[0]
-    shape = (B, 1, model.latent_channels, src0.shape[-2] // model.codec.scale_factor,
+    shape = (1 if shared_noise else B, 1, model.latent_channels, src0.shape[-2] // model.codec.scale_factor,
              src0.shape[-1] // model.codec.scale_factor)
     cond = Cond(base.caption, base.instruction, src0, base.task)
-    den = model.denoiser(cond, Role.EDIT_TEACHER, text_scale=text_scale, image_scale=image_scale)
-    return sample(den, noise(shape, generator, model.device), steps, model.schedule)[:, 0]
+    den = model.denoiser(cond, role, text_scale=text_scale, image_scale=image_scale)
+    with model.per_frame():
+        return sample(den, noise(shape, generator, model.device).expand(B, -1, -1, -1, -1).contiguous(), steps,
+                      model.schedule)[:, 0]
+
+
+@torch.no_grad()
+def sdedit(model: EveModel, src: Tensor, caption: Tensor, *, steps: Tensor, strength: float, text_scale: float,
+           generator: torch.Generator) -> Tensor:
+    """SDEdit (Meng et al. 2022) frame by frame: src [B, N, 3, H, W] encoded, noised to t = strength * T (one noise
+    for every frame), and denoised by the backbone alone (no adapter, no LoRA) with the caption [B, L, D] over the
+    inference timesteps from there; latents [B, N, C, h, w]."""
+    x0 = model.encode_video(src)
+    B, N = x0.shape[:2]
+    start = strength * model.schedule.num_train_timesteps
+    ts = steps[steps <= start] if bool((steps <= start).any()) else steps[-1:]
+    eps = noise((B, 1, *x0.shape[2:]), generator, model.device).expand(-1, N, -1, -1, -1).contiguous()
+    xt = model.schedule.add_noise(x0, eps, ts[:1].expand(B))
+    flat = lambda x: x.flatten(0, 1)[:, None]  # noqa: E731 (the frames as a batch of images)
+    den = model.denoiser(Cond(caption.repeat_interleave(N, 0)), Role.VIDEO_TEACHER, text_scale=text_scale)
+    with model.per_frame():  # the video teacher without its motion modules and known frame: the backbone alone
+        return sample(den, flat(xt), ts, model.schedule)[:, 0].unflatten(0, (B, N))
 
 
 @torch.no_grad()
@@ -150,11 +178,14 @@ class EveVideoEditPipeline(DiffusionPipeline):
                                                                           if cfg.model.zero_terminal_snr is not None
                                                                           else base.config.rescale_betas_zero_snr))
         vae = getattr(parts["codec"], "vae", None)
-        return cls(parts["unet"], parts["controlnet"], parts["text"].encoder, parts["text"].tokenizer, scheduler,
+        pipe = cls(parts["unet"], parts["controlnet"], parts["text"].encoder, parts["text"].tokenizer, scheduler,
                    vae=vae, sparsectrl=parts["sparsectrl"], num_frames=parts["num_frames"],
                    resolution=parts["resolution"], first_frame=parts["first_frame"],
                    controlnet_text=parts["controlnet_text"], controlnet_scale=parts["controlnet_scale"],
                    sparsectrl_scale=parts["sparsectrl_scale"], edit=asdict(cfg.edit))
+        if cfg.model.lora:
+            pipe.load_lora_weights(cfg.model.lora, adapter_name="user")
+        return pipe
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs) -> EveVideoEditPipeline:
@@ -176,31 +207,36 @@ class EveVideoEditPipeline(DiffusionPipeline):
     def load_lora_weights(self, pretrained_model_name_or_path_or_dict, adapter_name: str | None = None, *,
                           weight_name: str | None = None, **kwargs):
         """Attach a LoRA (eve, diffusers, diffusers training scripts, kohya/A1111, peft; a file, or a folder with
-        an optional `weight_name`) as the student's θ_align, read by diffusers' and peft's loaders
-        (eve/models/lora.py). It acts in the student role only (the first frame is the edit teacher's),
-        text-encoder layers included; one LoRA at a time. Hub ids and in-memory state dicts are not taken: save the
-        file first."""
-        if adapter_name not in (None, "student"):
-            raise EveError("eve applies one LoRA, the student's: leave adapter_name unset")
+        an optional `weight_name`), read by diffusers' and peft's loaders (eve/models/lora.py):
+
+        * adapter_name None or "student": the student's θ_align (an FDD checkpoint), text-encoder layers included;
+        * adapter_name "user": a user's style or subject LoRA θ_LoRA (UNet layers only), beside θ_align, as LoRA
+          alignment trained it (paper §4.4); without θ_align it is plug-and-play with the edit adapter.
+
+        One LoRA per name. Hub ids and in-memory state dicts are not taken: save the file first."""
+        if adapter_name not in (None, "student", "user"):
+            raise EveError(f"adapter_name must be 'student' (θ_align, the default) or 'user' (a style or subject "
+                           f"LoRA), got {adapter_name!r}")
         if kwargs:
             raise EveError(f"load_lora_weights takes a path and weight_name, not {', '.join(sorted(kwargs))}")
         if not isinstance(pretrained_model_name_or_path_or_dict, (str, Path)):
             raise EveError("load_lora_weights takes the path of a LoRA file or folder, not a state dict")
         path = Path(pretrained_model_name_or_path_or_dict)
-        return self.model.load_lora(path / weight_name if weight_name else path)
+        path = path / weight_name if weight_name else path
+        return self.model.attach_user_lora(path) if adapter_name == "user" else self.model.load_lora(path)
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         """diffusers' own, refused while a LoRA is attached (its wrapped layers would be saved as the weights):
         call `unload_lora_weights()` first, and save the LoRA with `python -m eve.export`."""
-        from eve.models.lora import has_lora
-
-        if has_lora(self.unet) or self.model.text.has_lora:
+        if has_lora(self.unet) or self.model.text.has_lora or self.model.has_user_lora:
             raise EveError("a LoRA is attached: unload_lora_weights() before save_pretrained (the LoRA file is saved "
                            "on its own)")
         return super().save_pretrained(save_directory, *args, **kwargs)
 
     def unload_lora_weights(self) -> None:
+        """Drop every LoRA (the student's and a user's)."""
         self.model.unload_lora()
+        self.model.detach_user_lora()
 
     def _steps(self, n: int) -> Tensor:
         return ddim_timesteps(n, self.model.schedule.num_train_timesteps, self.edit_cfg.timestep_spacing)
@@ -220,6 +256,8 @@ class EveVideoEditPipeline(DiffusionPipeline):
         generator: torch.Generator | None = None,
         output_type: str = "pt",
         return_dict: bool = True,
+        method: str = "eve",
+        strength: float = 0.6,
     ):
         """Edit a clip of any length and aspect ratio.
 
@@ -232,13 +270,22 @@ class EveVideoEditPipeline(DiffusionPipeline):
             task: one of eve.tasks.TASKS, for edit adapters trained with task labels; default: predicted from
                 the instruction (eve/editing/describe.py).
             num_inference_steps, guidance_scale, image_guidance_scale: the student's (edit.steps, edit.guidance,
-                edit.image_guidance); first_frame_steps: the edit teacher's for frame 0 (edit.teacher_steps).
+                edit.image_guidance); first_frame_steps: the edit teacher's for frame 0 (edit.teacher_steps), or
+                with a user LoRA and no student, plug-and-play's for frame 0.
             generator: a CPU torch.Generator (default: seeded with edit.seed); results do not depend on the device.
             output_type: "pt", "np" or "pil" (values in [0, 1]).
+            method: "eve" (frame 0, then the clip over windows), or a baseline on the same resize, description and
+                noise: "teacher" (the edit teacher on every frame as an image, one noise for all, its steps and
+                guidance) or "sdedit" (`sdedit`: the backbone alone from the source noised to `strength` of the
+                schedule, the edit teacher's steps and text guidance).
         """
         cfg, m = self.edit_cfg, self.model
         if output_type not in ("pt", "np", "pil"):
             raise EveError(f"output_type must be pt, np or pil, got {output_type!r}")
+        if method not in ("eve", "teacher", "sdedit"):
+            raise EveError(f"method must be eve, teacher or sdedit, got {method!r}")
+        if method == "sdedit" and not 0 < strength <= 1:
+            raise EveError(f"strength must be in (0, 1], got {strength}")
         frames = as_frames(video)
         if not instruction or not instruction.strip():
             raise EveError("the instruction is empty")
@@ -248,15 +295,27 @@ class EveVideoEditPipeline(DiffusionPipeline):
         N, _, H, W = frames.shape
         size = fit_size(H, W, m.resolution, m.size_multiple, cfg.max_long_side)
         src = resize(frames, size).unsqueeze(0).to(m.device)  # [1, N, 3, h, w]
+        if method != "eve":
+            edited = self._baseline(method, src, caption, instruction, tasks, steps=given(first_frame_steps,
+                                    cfg.teacher_steps), strength=strength, generator=gen)
+            pixels = resize(m.decode_video(edited)[0].cpu(), (H, W)).clamp(-1, 1)
+            out = to_output((pixels + 1) / 2, output_type)
+            return EveVideoEditPipelineOutput(out, task, caption) if return_dict else (out,)
         num_windows = len(window_slices(N, m.num_frames, cfg.window_overlap)) if N > 1 else 0
         with self.progress_bar(total=1 + num_windows) as bar:
-            # 1. Frame 0 by the edit teacher alone (paper: "we edit the first frame using the edit adapter").
-            text = m.encode_text([caption, instruction], Role.EDIT_TEACHER)
+            # 1. Frame 0 by the edit teacher alone (paper: "we edit the first frame using the edit adapter"), or with
+            # a user LoRA by [θ, θ_edit, θ_LoRA(, θ_align)] (paper §4.4)
+            role = Role.STUDENT if m.has_user_lora else Role.EDIT_TEACHER
+            text = m.encode_text([caption, instruction], role)
             base = Cond(caption=text[:1], instruction=text[1:], task=tasks)
-            first = edit_first_frame(m, src[:, :1], base,
-                                     steps=self._steps(given(first_frame_steps, cfg.teacher_steps)),
-                                     text_scale=cfg.teacher_guidance, image_scale=cfg.teacher_image_guidance,
-                                     generator=gen)
+            if role is Role.STUDENT and has_lora(m.unet):  # the aligned student: its own steps and guidance
+                steps, scales = given(num_inference_steps, cfg.steps), (given(guidance_scale, cfg.guidance),
+                                                                       given(image_guidance_scale, cfg.image_guidance))
+            else:  # a teacher, or plug-and-play with a user LoRA: undistilled, the edit teacher's sampler
+                steps, scales = given(first_frame_steps, cfg.teacher_steps), (cfg.teacher_guidance,
+                                                                             cfg.teacher_image_guidance)
+            first = edit_first_frame(m, src[:, :1], base, steps=self._steps(steps), text_scale=scales[0],
+                                     image_scale=scales[1], generator=gen, role=role)
             bar.update()
             # 2. The clip by the student, window by window, each conditioned on the frames edited before it (the
             # caption read through the student's text-encoder LoRA, when its file has one).
@@ -269,6 +328,31 @@ class EveVideoEditPipeline(DiffusionPipeline):
         pixels = resize(m.decode_video(edited)[0].cpu(), (H, W)).clamp(-1, 1)
         out = to_output((pixels + 1) / 2, output_type)
         return EveVideoEditPipelineOutput(out, task, caption) if return_dict else (out,)
+
+    def _baseline(self, method: str, src: Tensor, caption: str, instruction: str, tasks: Tensor, *, steps: int,
+                  strength: float, generator: torch.Generator) -> Tensor:
+        """Latents [1, N, C, h, w] of a baseline (`__call__`'s `method`), frames in chunks of the video adapter's
+        frame count."""
+        cfg, m = self.edit_cfg, self.model
+        text = m.encode_text([caption, instruction], Role.EDIT_TEACHER)
+        state = generator.get_state()
+        out = []
+        with self.progress_bar(total=-(-src.shape[1] // m.num_frames)) as bar:
+            for chunk in src[0].split(m.num_frames):
+                generator.set_state(state)  # the same noise for every chunk: one noise for the whole clip
+                n = chunk.shape[0]
+                if method == "teacher":
+                    base = Cond(caption=text[:1].expand(n, -1, -1), instruction=text[1:].expand(n, -1, -1),
+                                task=tasks.expand(n))
+                    out.append(edit_first_frame(m, chunk[:, None], base, steps=self._steps(steps),
+                                                text_scale=cfg.teacher_guidance,
+                                                image_scale=cfg.teacher_image_guidance, generator=generator,
+                                                shared_noise=True))
+                else:
+                    out.append(sdedit(m, chunk[None], text[:1], steps=self._steps(steps), strength=strength,
+                                      text_scale=cfg.teacher_guidance, generator=generator)[0])
+                bar.update()
+        return torch.cat(out)[None]
 
 
 def given(value, default):

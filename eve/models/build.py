@@ -58,11 +58,38 @@ def diffusers_log_level(level: int) -> Iterator[None]:
         diffusers.utils.logging.set_verbosity(before)
 
 
+def frozen(module):
+    module.requires_grad_(False)
+    return module.eval()
+
+
+def load_text(cfg) -> TextEncoder:
+    """The backbone's tokenizer and text encoder (model.pretrained), frozen."""
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    tokenizer = from_pretrained(CLIPTokenizer, cfg.pretrained, "pretrained", "tokenizer")
+    encoder = from_pretrained(CLIPTextModel, cfg.pretrained, "pretrained", "text_encoder", torch_dtype=DTYPES[cfg.dtype])
+    return TextEncoder(tokenizer, frozen(encoder))
+
+
+def load_codec(cfg, channels: int):
+    """The backbone's pixel codec: its VAE (model.codec=vae) or none; it must give the UNet's `channels`."""
+    from diffusers import AutoencoderKL
+
+    if cfg.codec == "vae":
+        vae = from_pretrained(AutoencoderKL, cfg.pretrained, "pretrained", "vae", torch_dtype=DTYPES[cfg.dtype])
+        codec = VaeCodec(frozen(vae))
+    else:
+        codec = IdentityCodec(channels)
+    if codec.channels != channels:
+        raise EveError(f"model.codec={cfg.codec} gives {codec.channels} channels but the UNet takes {channels}")
+    return frozen(codec)
+
+
 def load_parts(cfg) -> dict:
     """Keyword arguments for EveModel: every weight loaded through its class's own `from_pretrained`."""
-    from diffusers import AutoencoderKL, ControlNetModel, MotionAdapter, SparseControlNetModel, UNet2DConditionModel
+    from diffusers import ControlNetModel, MotionAdapter, SparseControlNetModel, UNet2DConditionModel
     from diffusers import UNetMotionModel
-    from transformers import CLIPTextModel, CLIPTokenizer
 
     quiet_libraries()
     check_weight_refs(cfg)  # every reference first: a bad one fails before anything loads
@@ -87,24 +114,15 @@ def load_parts(cfg) -> dict:
         if not cfg.sparsectrl:
             raise EveError("model.first_frame is 'sparsectrl' but model.sparsectrl names no weights")
         sparsectrl = from_pretrained(SparseControlNetModel, cfg.sparsectrl, "sparsectrl", torch_dtype=dtype)
-    tokenizer = from_pretrained(CLIPTokenizer, cfg.pretrained, "pretrained", "tokenizer")
-    text_encoder = from_pretrained(CLIPTextModel, cfg.pretrained, "pretrained", "text_encoder", torch_dtype=dtype)
-    if cfg.codec == "vae":
-        codec = VaeCodec(from_pretrained(AutoencoderKL, cfg.pretrained, "pretrained", "vae", torch_dtype=dtype))
-    else:
-        codec = IdentityCodec(unet.config.in_channels)
-    if codec.channels != unet.config.in_channels:
-        raise EveError(
-            f"model.codec={cfg.codec} gives {codec.channels} channels but the UNet takes {unet.config.in_channels}"
-        )
-    for m in (unet, controlnet, sparsectrl, text_encoder, codec):
+    text = load_text(cfg)
+    codec = load_codec(cfg, unet.config.in_channels)
+    for m in (unet, controlnet, sparsectrl):
         if m is not None:
-            m.requires_grad_(False)
-            m.eval()
+            frozen(m)
     return dict(
         unet=unet,
         controlnet=controlnet,
-        text=TextEncoder(tokenizer, text_encoder),
+        text=text,
         codec=codec,
         schedule=schedule,
         sparsectrl=sparsectrl,

@@ -2,7 +2,8 @@
 
     backbone θ   UNetMotionModel = the T2I UNet + the MotionAdapter θ_video, built once (diffusers `from_unet2d`)
     θ_edit       ControlNetModel, run per frame on (input frame, instruction[, task]); residuals into the backbone
-    θ_align      peft LoRA on the backbone's spatial layers (eve/models/lora.py)
+    θ_align      peft LoRA on the backbone's spatial layers (eve/models/lora.py), the only trained weights
+    θ_LoRA       optionally, a user's frozen style or subject LoRA beside it (LoRA alignment, paper §4.4)
     known frames already-edited frames (the edited first frame) condition the video adapter (eve/models/known.py)
 
 Roles are switches over those weights, never copies (ROLE_SWITCHES). Contract at this boundary:
@@ -37,23 +38,26 @@ logger = logging.getLogger(__name__)
 class Role(str, Enum):
     EDIT_TEACHER = "edit_teacher"  # ψ = [θ, θ_edit]: frames independent
     VIDEO_TEACHER = "video_teacher"  # ρ = [θ, θ_video], first-frame conditioned
-    PLUG_AND_PLAY = "plug_and_play"  # η = [θ, θ_edit, θ_video], the "w/o alignment" ablation
-    STUDENT = "student"  # ϕ = [θ, θ_edit, θ_video, θ_align]
+    PLUG_AND_PLAY = "plug_and_play"  # η = [θ, θ_edit, θ_video(, θ_LoRA)], the "w/o alignment" ablation
+    STUDENT = "student"  # ϕ = [θ, θ_edit, θ_video(, θ_LoRA), θ_align]
+    LORA_TEACHER = "lora_teacher"  # [θ, θ_LoRA]: a user's style or subject LoRA alone (paper §4.4)
 
 
 @dataclass(frozen=True)
 class Switches:
     edit: bool  # ControlNet residuals
     motion: bool  # motion modules (off: each frame is denoised on its own)
-    lora: bool  # student LoRA
+    lora: bool  # student LoRA θ_align
     known: bool  # already-edited frames condition the clip
+    user: bool = False  # the user's LoRA θ_LoRA, when one is attached (LoRA alignment)
 
 
 ROLE_SWITCHES = {
     Role.EDIT_TEACHER: Switches(edit=True, motion=False, lora=False, known=False),
     Role.VIDEO_TEACHER: Switches(edit=False, motion=True, lora=False, known=True),
-    Role.PLUG_AND_PLAY: Switches(edit=True, motion=True, lora=False, known=True),
-    Role.STUDENT: Switches(edit=True, motion=True, lora=True, known=True),
+    Role.PLUG_AND_PLAY: Switches(edit=True, motion=True, lora=False, known=True, user=True),
+    Role.STUDENT: Switches(edit=True, motion=True, lora=True, known=True, user=True),
+    Role.LORA_TEACHER: Switches(edit=False, motion=False, lora=False, known=False, user=True),
 }
 
 
@@ -146,7 +150,10 @@ class EveModel(nn.Module):
         self.controlnet_text = controlnet_text
         self.controlnet_scale = controlnet_scale
         self.sparsectrl_scale = sparsectrl_scale
-        self._lora_on: bool | None = None
+        self._active: tuple[str, ...] | None = None  # the LoRA adapters switched on now (None: not known)
+        # False: the motion modules are off in every role, so frames are images (LoRA alignment trains and image
+        # edits run this way: paper §4.4 "no temporal layers"); see `per_frame`.
+        self.temporal = True
 
     # ------------------------------------------------------------------ building
 
@@ -155,11 +162,35 @@ class EveModel(nn.Module):
         """Load every component named by a ModelConfig and compose them (frozen, eval mode)."""
         from eve.models.build import load_parts
 
-        return cls(**load_parts(cfg))
+        model = cls(**load_parts(cfg))
+        if getattr(cfg, "lora", None):
+            model.attach_user_lora(cfg.lora)
+        return model
 
     def add_lora(self, rank: int, alpha: float | None, targets: list[str]) -> None:
         add_lora(self.unet, rank, alpha, targets)
-        self._lora_on = None
+        self._active = None
+
+    def attach_user_lora(self, path) -> dict:
+        """Attach a user's style or subject LoRA θ_LoRA (any format eve reads, UNet layers only), frozen, beside the
+        student's: on for the LoRA teacher, plug-and-play and the student (paper §4.4). Returns its metadata."""
+        from eve.models.lora import USER, load_lora
+
+        meta = load_lora(self.unet, path, adapter=USER)
+        self._active = None
+        return meta
+
+    def detach_user_lora(self) -> None:
+        from eve.models.lora import USER, remove_lora
+
+        remove_lora(self.unet, adapter=USER)
+        self._active = None
+
+    @property
+    def has_user_lora(self) -> bool:
+        from eve.models.lora import USER
+
+        return has_lora(self.unet, USER)
 
     def load_lora(self, path) -> dict:
         """Attach a LoRA file of any format eve reads (eve/models/lora.py) as the student's θ_align: on for the
@@ -168,7 +199,7 @@ class EveModel(nn.Module):
 
         meta = load_lora(self.unet, path, text_encoder=self.text.encoder)
         self.text.forget()
-        self._lora_on = None
+        self._active = None
         return meta
 
     def unload_lora(self) -> None:
@@ -177,7 +208,7 @@ class EveModel(nn.Module):
 
         remove_lora(self.unet, self.text.encoder)
         self.text.forget()
-        self._lora_on = None
+        self._active = None
 
     @property
     def dtype(self) -> torch.dtype:
@@ -218,6 +249,10 @@ class EveModel(nn.Module):
     def forward(self, xt: Tensor, t: Tensor, cond: Cond, role: Role = Role.STUDENT, switches: Switches | None = None) -> Tensor:
         """Raw backbone output [B, F, C, h, w] for x_t [B, F, C, h, w] at timesteps t [B]."""
         sw = switches or ROLE_SWITCHES[Role(role)]
+        if Role(role) is Role.LORA_TEACHER and not self.has_user_lora:  # else silently the bare backbone
+            raise EveError("the LoRA teacher needs a user LoRA: attach one (model.lora=PATH)")
+        if not self.temporal:
+            sw = replace(sw, motion=False)
         B, F, C, h, w = xt.shape
         t = torch.as_tensor(t, device=xt.device).long().reshape(-1).expand(B)
         known = cond.known if sw.known else None
@@ -278,15 +313,37 @@ class EveModel(nn.Module):
         with ExitStack() as stack:
             if not sw.motion:
                 stack.enter_context(motion_bypassed(self.unet))
-            if has_lora(self.unet) and self._lora_on is not sw.lora:
-                # peft's enable/disable also flip requires_grad on the LoRA weights; a teacher call between the
-                # student's forward and backward would then silently drop the student's gradient. Keep the flags.
-                flags = [(p, p.requires_grad) for p in lora_parameters(self.unet)]
-                self.unet.enable_adapters() if sw.lora else self.unet.disable_adapters()
-                for p, flag in flags:
-                    p.requires_grad_(flag)
-                self._lora_on = sw.lora
+            self._switch_adapters(sw)
             yield
+
+    def _switch_adapters(self, sw: Switches) -> None:
+        """Switch on exactly the LoRA adapters the role uses (student θ_align, user θ_LoRA), if attached."""
+        from eve.models.lora import ADAPTER, USER
+
+        attached = [a for a in (ADAPTER, USER) if has_lora(self.unet, a)]
+        active = tuple(a for a, on in ((ADAPTER, sw.lora), (USER, sw.user)) if on and a in attached)
+        if not attached or self._active == active:
+            return
+        # peft's switches also flip requires_grad on the LoRA weights; a teacher call between the student's forward
+        # and backward would then silently drop the student's gradient. Keep the flags.
+        flags = [(p, p.requires_grad) for p in lora_parameters(self.unet, None)]
+        if active:
+            self.unet.enable_adapters()
+            self.unet.set_adapters(list(active))
+        else:
+            self.unet.disable_adapters()
+        for p, flag in flags:
+            p.requires_grad_(flag)
+        self._active = active
+
+    @contextmanager
+    def per_frame(self) -> Iterator[None]:
+        """Every role with its motion modules off for the duration: frames are edited as images."""
+        before, self.temporal = self.temporal, False
+        try:
+            yield
+        finally:
+            self.temporal = before
 
     def predict_x0(self, xt: Tensor, t: Tensor, cond: Cond, role: Role = Role.STUDENT, switches: Switches | None = None) -> Tensor:
         return self.schedule.x0_from_output(xt, self(xt, t, cond, role, switches), t)

@@ -141,17 +141,22 @@ class EditHead(nn.Module):
 
 
 class VideoHead(nn.Module):
-    def __init__(self, dim: int, text_dim: int, channels: int, cmap_dim: int, heads: int, max_frames: int):
+    def __init__(self, dim: int, text_dim: int, channels: int, cmap_dim: int, heads: int, max_frames: int,
+                 temporal: bool = True):
         super().__init__()
         self.block = TokenBlock(dim, channels)
-        self.frame_pos = nn.Parameter(torch.zeros(max_frames, channels))
-        self.norm = nn.LayerNorm(channels)
-        self.attn = Attention(channels, heads)
+        self.temporal = temporal
+        if temporal:
+            self.frame_pos = nn.Parameter(torch.zeros(max_frames, channels))
+            self.norm = nn.LayerNorm(channels)
+            self.attn = Attention(channels, heads)
         self.proj = Projection(channels, text_dim, cmap_dim)
 
     def forward(self, tokens: Tensor, text: Tensor, num_frames: int) -> Tensor:
         """tokens [(B F), L, D], text [B, T] -> logits [(B F), L]."""
         h = self.block(tokens.transpose(1, 2))  # [(B F), C, L]
+        if not self.temporal:
+            return self.proj(h, text.repeat_interleave(num_frames, 0))
         BF, C, L = h.shape
         B = BF // num_frames
         h = h.view(B, num_frames, C, L).permute(0, 3, 1, 2).reshape(B * L, num_frames, C)  # per token, over frames
@@ -183,14 +188,15 @@ class EditDiscriminator(nn.Module):
 
 
 class VideoDiscriminator(nn.Module):
-    """D_v(clip, caption) -> one logit per token per frame per hook, [B, F * sum_k L_k]."""
+    """D_v(clip, caption) -> one logit per token per frame per hook, [B, F * sum_k L_k]. With temporal=False it is
+    an image discriminator with text conditioning (LoRA alignment's second critic): no temporal attention layer."""
 
     def __init__(self, features: DinoFeatures, text_dim: int, channels: int = 64, cmap_dim: int = 64, heads: int = 4,
-                 max_frames: int = 32):
+                 max_frames: int = 32, temporal: bool = True):
         super().__init__()
         self.features = features
         self.heads = nn.ModuleList(
-            VideoHead(features.dim, text_dim, channels, cmap_dim, heads, max_frames) for _ in features.hooks
+            VideoHead(features.dim, text_dim, channels, cmap_dim, heads, max_frames, temporal) for _ in features.hooks
         )
 
     def forward(self, video: Tensor, text: Tensor, feats: list[tuple[Tensor, Tensor]] | None = None) -> Tensor:

@@ -30,18 +30,25 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
+def field_name(field: str) -> str:
+    """How error lines name a weight reference: a model config field (`pretrained` -> model.pretrained), or as given
+    (a dotted config key, a command-line flag such as --clip)."""
+    return field if field.startswith("-") or "." in field else f"model.{field}"
+
+
 def resolve(ref: str, field: str) -> tuple[str, bool]:
     """(reference, is_local). A missing local path is an EveError; a hub id is returned as is."""
+    name = field_name(field)
     if not ref:
-        raise EveError(f"model.{field} is empty")
+        raise EveError(f"{name} is empty")
     p = Path(ref).expanduser()
     if p.exists():
         if not p.is_dir():
-            raise EveError(f"model.{field}: {ref} is a file, expected a weight folder")
+            raise EveError(f"{name}: {ref} is a file, expected a weight folder")
         return str(p), True
     if not p.is_absolute() and _HUB_ID.match(ref) and not ref.startswith("."):
         return ref, False
-    raise EveError(f"weight folder not found: {ref} (named by model.{field})")
+    raise EveError(f"weight folder not found: {ref} (named by {name})")
 
 
 def check_weight_refs(model_cfg) -> None:
@@ -49,7 +56,11 @@ def check_weight_refs(model_cfg) -> None:
     called before any weight loads so a bad reference costs seconds, not a half-made run."""
     for field in WEIGHT_FIELDS:
         ref = getattr(model_cfg, field, None)
-        if ref:
+        if ref and field == "lora":  # a LoRA file or folder, read from its header
+            from eve.models.lora import inspect_user_lora
+
+            inspect_user_lora(ref)
+        elif ref:
             path, local = resolve(ref, field)
             if not local:
                 hub_cache_only(path, field)
@@ -91,10 +102,11 @@ def hub_cache_only(ref: str, field: str) -> str | None:
         return None
     cached = _snapshot(ref)
     if cached is not None:
-        logger.info("model.%s: %s; using the cached copy of %s", field, why, ref)
+        logger.info("%s: %s; using the cached copy of %s", field_name(field), why, ref)
         return cached
-    raise EveError(f"model.{field}={ref} is a hub id, and {why} and no copy is cached: set model.{field} to a local "
-                   "folder (README: Weights and offline use), or run with network access")
+    name = field_name(field)
+    raise EveError(f"{name}={ref} is a hub id, and {why} and no copy is cached: set {name} to a local folder "
+                   "(README: Weights and offline use), or run with network access")
 
 
 def from_pretrained(cls: Any, ref: str, field: str, subfolder: str | None = None, **kwargs) -> Any:
@@ -102,10 +114,10 @@ def from_pretrained(cls: Any, ref: str, field: str, subfolder: str | None = None
     path, local = resolve(ref, field)
     where = f"{path}/{subfolder}" if subfolder else path
     if local and subfolder and not (Path(path) / subfolder).is_dir():
-        raise EveError(f"weight folder not found: {where} (model.{field} has no {subfolder}/ folder)")
+        raise EveError(f"weight folder not found: {where} ({field_name(field)} has no {subfolder}/ folder)")
     cache_only = local or hub_cache_only(path, field) is not None
     if not local:
-        logger.info("loading model.%s from the hub id %s%s", field, ref, " (cached copy)" if cache_only else "")
+        logger.info("loading %s from the hub id %s%s", field_name(field), ref, " (cached copy)" if cache_only else "")
     try:
         if subfolder:
             kwargs["subfolder"] = subfolder
@@ -113,7 +125,7 @@ def from_pretrained(cls: Any, ref: str, field: str, subfolder: str | None = None
     except (OSError, ValueError, KeyError, RuntimeError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         hint = "" if local else " (hub ids need network access; set a local folder for offline use)"
-        raise EveError(f"cannot load model.{field} from {where}: {first}{hint}") from None
+        raise EveError(f"cannot load {field_name(field)} from {where}: {first}{hint}") from None
 
 
 def load_scheduler_config(ref: str) -> dict:
@@ -140,4 +152,4 @@ def load_timm(ref: str, field: str = "dino", **kwargs) -> torch.nn.Module:
     try:
         return timm.create_model(name, pretrained=True, **kwargs)
     except (OSError, ValueError, RuntimeError, FileNotFoundError) as e:
-        raise EveError(f"cannot load model.{field} from {path}: {str(e).strip().splitlines()[0]}") from None
+        raise EveError(f"cannot load {field_name(field)} from {path}: {str(e).strip().splitlines()[0]}") from None

@@ -15,8 +15,11 @@ import json
 import logging
 import os
 import tempfile
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from safetensors import safe_open
 from safetensors.torch import save_file
@@ -26,7 +29,8 @@ from eve.errors import EveError
 
 logger = logging.getLogger(__name__)
 
-ADAPTER = "student"
+ADAPTER = "student"  # θ_align, the LoRA FDD trains
+USER = "user"  # θ_LoRA, a user's frozen style or subject LoRA that LoRA alignment (paper §4.4) aligns with θ_edit
 MOTION_EXCLUDE = r".*motion_modules.*"  # never adapt the temporal layers (paper: LoRA over the T2I backbone)
 EVE_LORA_NAME = "student_lora.safetensors"
 DIFFUSERS_LORA_NAME = "pytorch_lora_weights.safetensors"
@@ -43,13 +47,24 @@ def add_lora(unet: nn.Module, rank: int, alpha: float | None, targets: list[str]
         exclude_modules=MOTION_EXCLUDE,
         init_lora_weights=True,  # B = 0: student == plug-and-play at step 0
     )
-    unet.add_adapter(config, adapter_name=ADAPTER)
-    for name, p in unet.named_parameters():
-        p.requires_grad_("lora_" in name)
+    with expected_peft_warnings():
+        unet.add_adapter(config, adapter_name=ADAPTER)
+    trainable = {id(p) for p in lora_parameters(unet)}
+    for p in unet.parameters():
+        p.requires_grad_(id(p) in trainable)
 
 
-def has_lora(unet: nn.Module) -> bool:
-    return ADAPTER in (getattr(unet, "peft_config", None) or {})
+@contextmanager
+def expected_peft_warnings() -> Iterator[None]:
+    """Silence what peft warns about on purpose here: a second adapter beside the first (θ_align beside θ_LoRA) and
+    a file's explicit layer list making eve's motion-module exclusion match nothing."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*(multiple adapters|no modules were excluded).*")
+        yield
+
+
+def has_lora(unet: nn.Module, adapter: str = ADAPTER) -> bool:
+    return adapter in (getattr(unet, "peft_config", None) or {})
 
 
 def lora_state_dict(unet: nn.Module) -> dict[str, Tensor]:
@@ -62,8 +77,9 @@ def lora_state_dict(unet: nn.Module) -> dict[str, Tensor]:
     return {k: v.detach().clone().contiguous() for k, v in state.items()}
 
 
-def lora_parameters(unet: nn.Module) -> list[nn.Parameter]:
-    return [p for n, p in unet.named_parameters() if "lora_" in n]
+def lora_parameters(unet: nn.Module, adapter: str | None = ADAPTER) -> list[nn.Parameter]:
+    """The LoRA weights of one adapter (peft names them `...lora_A.<adapter>.weight`); None: of every adapter."""
+    return [p for n, p in unet.named_parameters() if "lora_" in n and (adapter is None or f".{adapter}." in n)]
 
 
 def atomic_save(tensors: dict[str, Tensor], path: str | os.PathLike, metadata: dict[str, str]) -> None:
@@ -185,6 +201,23 @@ def inspect_lora(path: str | os.PathLike) -> LoraFile:
     return LoraFile(p, fmt, unet, len(te), meta)
 
 
+def inspect_user_lora(path: str | os.PathLike) -> LoraFile:
+    """inspect_lora for a user's θ_LoRA (model.lora, edit.py --lora), whose errors name the field, and which must
+    adapt UNet layers only."""
+    try:
+        info = inspect_lora(path)
+    except EveError as e:
+        raise EveError(f"model.lora: {e}") from None
+    if info.text_encoder_keys:
+        raise EveError(f"model.lora: {info.path} also adapts the text encoder ({info.text_encoder_keys} tensors): eve "
+                       "aligns UNet LoRAs only, because the LoRA teacher and the edit teacher must read one caption "
+                       "embedding; save the LoRA without its text-encoder part (train it with the text encoder "
+                       "frozen) and align that")
+    if info.unet_keys == 0 and info.format != "peft":
+        raise EveError(f"model.lora: {info.path} adapts no UNet layer")
+    return info
+
+
 def read_lora(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict[str, str]]:
     """(peft-keyed UNet tensors, metadata) of an eve or diffusers-format file: what training resumes from and what
     tests compare. Editing loads any format through `load_lora`."""
@@ -196,32 +229,36 @@ def read_lora(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict[str, str
     return tensors, info.meta
 
 
-def load_lora(unet: nn.Module, path: str | os.PathLike, *, text_encoder: nn.Module | None = None) -> dict[str, str]:
-    """Attach (or replace) the student LoRA from a file in any format of FORMATS; returns the file's metadata.
+def load_lora(unet: nn.Module, path: str | os.PathLike, *, text_encoder: nn.Module | None = None,
+              adapter: str = ADAPTER) -> dict[str, str]:
+    """Attach (or replace) the LoRA `adapter` from a file in any format of FORMATS; returns the file's metadata.
 
     Reading goes through diffusers' and peft's own loaders and converters (`lora_state_dict`, which converts
     kohya/A1111 keys, then `load_lora_adapter`, which converts legacy diffusers keys and builds the LoraConfig with
     per-layer rank and alpha; peft adapters through `PeftModel.from_pretrained`), under the adapter name the roles
-    switch (the student's). Text-encoder LoRA layers go into `text_encoder` (refused when none is given). Strict:
-    every layer the file adapts must land in this backbone.
+    switch: the student's θ_align (ADAPTER) or a user's θ_LoRA (USER). Text-encoder LoRA layers go into
+    `text_encoder` for the student; a user LoRA that adapts the text encoder is refused (the LoRA teacher and the
+    edit teacher would read one caption through two different encoders). Strict: every layer the file adapts must
+    land in this backbone. The weights are frozen either way.
     """
-    info = inspect_lora(path)
+    info = inspect_user_lora(path) if adapter == USER else inspect_lora(path)
     if info.text_encoder_keys and text_encoder is None:
         raise EveError(f"checkpoint {info.path} adapts the text encoder, and no text encoder was given")
-    remove_lora(unet, text_encoder)
+    remove_lora(unet, text_encoder, adapter)
     if info.format == "peft":
-        _load_peft_adapter(unet, info.path.parent)
+        _load_peft_adapter(unet, info.path.parent, adapter)
     else:
-        _load_with_diffusers(unet, text_encoder, info)
-    for p in lora_parameters(unet):
+        _load_with_diffusers(unet, text_encoder, info, adapter)
+    for p in lora_parameters(unet, adapter):
         p.requires_grad_(False)
-    state = lora_state_dict(unet)
+    state = _adapter_state(unet, adapter)
     modules = sorted({k.split(".lora_")[0] for k in state})
-    config = unet.peft_config[ADAPTER]
+    config = unet.peft_config[adapter]
     alphas = sorted({config.lora_alpha, *config.alpha_pattern.values()})
     ranks = sorted({v.shape[0] for k, v in state.items() if ".lora_A." in k})
-    te = _adapted_layers(text_encoder) if text_encoder is not None else 0
-    logger.info("applied LoRA %s (%s): rank %s, alpha %s, %d UNet layers (%s)%s%s", info.path, FORMATS[info.format],
+    te = _adapted_layers(text_encoder, adapter) if text_encoder is not None else 0
+    logger.info("applied %sLoRA %s (%s): rank %s, alpha %s, %d UNet layers (%s)%s%s",
+                "user " if adapter == USER else "", info.path, FORMATS[info.format],
                 "/".join(map(str, ranks)), "/".join(f"{a:g}" for a in alphas), len(modules),
                 ", ".join(sorted({_layer_kind(m) for m in modules})),
                 f", {te} text-encoder layers" if te else "",
@@ -229,60 +266,72 @@ def load_lora(unet: nn.Module, path: str | os.PathLike, *, text_encoder: nn.Modu
     return info.meta
 
 
-def remove_lora(unet: nn.Module, text_encoder: nn.Module | None = None) -> None:
-    """Drop the student adapter from the UNet (and the text encoder) if attached."""
+def _adapter_state(unet: nn.Module, adapter: str) -> dict[str, Tensor]:
+    from peft.utils import get_peft_model_state_dict
+
+    return get_peft_model_state_dict(unet, adapter_name=adapter)
+
+
+def remove_lora(unet: nn.Module, text_encoder: nn.Module | None = None, adapter: str = ADAPTER) -> None:
+    """Drop one adapter from the UNet (and the text encoder) if attached."""
     from peft.tuners.tuners_utils import BaseTunerLayer
 
-    if has_lora(unet):
-        unet.delete_adapters(ADAPTER)
-    if text_encoder is not None and ADAPTER in (getattr(text_encoder, "peft_config", None) or {}):
+    if has_lora(unet, adapter):
+        unet.delete_adapters(adapter)
+    if text_encoder is not None and adapter in (getattr(text_encoder, "peft_config", None) or {}):
         for m in text_encoder.modules():
             if isinstance(m, BaseTunerLayer):
-                m.delete_adapter(ADAPTER)
-        text_encoder.peft_config.pop(ADAPTER)
+                m.delete_adapter(adapter)
+        text_encoder.peft_config.pop(adapter)
 
 
-def _load_with_diffusers(unet: nn.Module, text_encoder: nn.Module | None, info: LoraFile) -> None:
+def _load_with_diffusers(unet: nn.Module, text_encoder: nn.Module | None, info: LoraFile, adapter: str) -> None:
     from diffusers.loaders import StableDiffusionLoraLoaderMixin as Loader
 
     from eve.models.build import diffusers_log_level
 
     try:
-        with diffusers_log_level(logging.CRITICAL):  # diffusers logs errors in many lines: eve says one
+        # diffusers logs errors in many lines: eve says one
+        with diffusers_log_level(logging.CRITICAL), expected_peft_warnings():
             state, alphas, meta = Loader.lora_state_dict(str(info.path), return_lora_metadata=True)
             if not any(k.startswith(("unet.", "text_encoder.")) for k in state):  # peft keys of the UNet alone
                 state = {f"unet.{k}": v for k, v in state.items()}
             if info.format == "eve":  # its metadata is eve's own
                 meta = {"unet.r": int(info.meta["lora_rank"]), "unet.lora_alpha": float(info.meta["lora_alpha"]),
                         "unet.target_modules": sorted({k.split(".lora_")[0].removeprefix("unet.") for k in state})}
-            Loader.load_lora_into_unet(state, alphas, unet, adapter_name=ADAPTER, metadata=meta or None)
+            Loader.load_lora_into_unet(state, alphas, unet, adapter_name=adapter, metadata=meta or None)
             if text_encoder is not None and any(k.startswith("text_encoder.") for k in state):
-                Loader.load_lora_into_text_encoder(state, alphas, text_encoder, adapter_name=ADAPTER,
+                Loader.load_lora_into_text_encoder(state, alphas, text_encoder, adapter_name=adapter,
                                                    metadata=meta or None)
     except (ValueError, RuntimeError, KeyError, TypeError, AttributeError) as e:
-        remove_lora(unet, text_encoder)
-        raise EveError(f"checkpoint {info.path} does not fit this backbone: {' '.join(str(e).split())[:300]}") from None
+        remove_lora(unet, text_encoder, adapter)
+        raise EveError(f"{_what(adapter)} {info.path} does not fit this backbone: {' '.join(str(e).split())[:300]}") from None
     # one down (A) and one up (B) matrix per adapted layer, whatever the file's key names
     for prefix, module in (("unet.", unet), ("text_encoder.", text_encoder)):
         expected = sum(k.startswith(prefix) and not k.endswith(".alpha") for k in state) // 2
-        landed = _adapted_layers(module) if module is not None else 0
+        landed = _adapted_layers(module, adapter) if module is not None else 0
         if landed != expected:
-            remove_lora(unet, text_encoder)
-            raise EveError(f"checkpoint {info.path} does not fit this backbone: {expected} {prefix[:-1]} layers in "
+            remove_lora(unet, text_encoder, adapter)
+            raise EveError(f"{_what(adapter)} {info.path} does not fit this backbone: {expected} {prefix[:-1]} layers in "
                            f"the file, {landed} found in the model")
 
 
-def _adapted_layers(module: nn.Module) -> int:
-    """Layers of `module` that carry the student adapter."""
+def _what(adapter: str) -> str:
+    """How error lines name the file: the user's LoRA by its config field, the student's as a checkpoint."""
+    return "model.lora: LoRA" if adapter == USER else "checkpoint"
+
+
+def _adapted_layers(module: nn.Module, adapter: str = ADAPTER) -> int:
+    """Layers of `module` that carry `adapter`."""
     from peft.tuners.tuners_utils import BaseTunerLayer
 
-    return sum(isinstance(m, BaseTunerLayer) and ADAPTER in getattr(m, "lora_A", {}) for m in module.modules())
+    return sum(isinstance(m, BaseTunerLayer) and adapter in getattr(m, "lora_A", {}) for m in module.modules())
 
 
-def _load_peft_adapter(unet: nn.Module, folder: Path) -> None:
+def _load_peft_adapter(unet: nn.Module, folder: Path, adapter: str) -> None:
     """A peft adapter folder, by peft's own loader (it adapts the model in place; the wrapper is dropped). Its
-    target names would also match the motion modules' attention, which θ_align never adapts: they are excluded, and
-    every layer the file holds must land."""
+    target names would also match the motion modules' attention, which eve's LoRAs never adapt: they are excluded,
+    and every layer the file holds must land."""
     from peft import LoraConfig, PeftModel
     from safetensors import safe_open
 
@@ -291,18 +340,19 @@ def _load_peft_adapter(unet: nn.Module, folder: Path) -> None:
     try:
         config = LoraConfig.from_pretrained(str(folder))
         config.exclude_modules = MOTION_EXCLUDE
-        with diffusers_log_level(logging.CRITICAL):  # diffusers logs errors in many lines: eve says one
-            PeftModel.from_pretrained(unet, str(folder), adapter_name=ADAPTER, is_trainable=False, config=config)
+        # diffusers logs errors in many lines: eve says one
+        with diffusers_log_level(logging.CRITICAL), expected_peft_warnings():
+            PeftModel.from_pretrained(unet, str(folder), adapter_name=adapter, is_trainable=False, config=config)
     except (ValueError, RuntimeError, KeyError, TypeError, AttributeError) as e:
-        remove_lora(unet)
-        raise EveError(f"peft adapter {folder} does not fit this backbone: {' '.join(str(e).split())[:300]}") from None
+        remove_lora(unet, adapter=adapter)
+        raise EveError(f"{_what(adapter)} {folder} does not fit this backbone: {' '.join(str(e).split())[:300]}") from None
     unet._hf_peft_config_loaded = True  # diffusers' adapter switches (the roles) accept peft-injected layers
     with safe_open(str(folder / PEFT_WEIGHTS), framework="pt") as f:
         expected = sum(".lora_A." in k for k in f.keys())
-    if _adapted_layers(unet) != expected:
-        landed = _adapted_layers(unet)
-        remove_lora(unet)
-        raise EveError(f"peft adapter {folder} does not fit this backbone: {expected} layers in the file, {landed} "
+    if _adapted_layers(unet, adapter) != expected:
+        landed = _adapted_layers(unet, adapter)
+        remove_lora(unet, adapter=adapter)
+        raise EveError(f"{_what(adapter)} {folder} does not fit this backbone: {expected} layers in the file, {landed} "
                        "found in the model")
 
 

@@ -55,7 +55,8 @@ class Ema:
 def named_lora(unet: nn.Module) -> dict[str, nn.Parameter]:
     """The LoRA parameters by their peft state-dict key (the keys of student_lora.safetensors: the parameter name
     without the adapter name), in the order of eve.models.lora.lora_parameters."""
-    return {n.replace(f".{ADAPTER}.", "."): p for n, p in unet.named_parameters() if "lora_" in n}
+    mine = f".{ADAPTER}."
+    return {n.replace(mine, "."): p for n, p in unet.named_parameters() if "lora_" in n and mine in n}
 
 
 def trained_state(unet: nn.Module, prefix: str) -> dict[str, Tensor]:

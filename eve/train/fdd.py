@@ -11,6 +11,11 @@ One generator forward (FddGenerator) is, for a micro-batch of clips:
    1..F-1, frame 0 being the known f1) and D_v (clip, caption), on decoded frames;
 4. L_G = alpha (w L_G-edit + lam L_SDS-edit) + beta (w L_G-video + lam L_SDS-video), w = fdd.adv_weight (paper: 1).
 
+LoRA alignment (fdd.mode=lora_align, paper §4.4) is the same objective on single images (F = 1) with the LoRA
+teacher [θ, θ_LoRA] as the second teacher (caption only, no known frame) and an image discriminator with text
+conditioning as the second critic; the model runs with its motion modules off (EveModel.temporal = False), and
+D_e sees frame 0, which nothing fixes there. Its logs name the second teacher "lora" instead of "video".
+
 FddDiscriminator is the critic turn: hinge losses on the teachers' samples (real) against the student's (fake),
 plus R1 on real samples' head inputs. Both are nn.Modules whose single forward returns a loss, so accelerate can
 wrap them for DDP/FSDP; the discriminators are held outside the generator's parameter tree.
@@ -24,7 +29,7 @@ import torch
 import torch.utils.checkpoint
 from torch import Tensor, nn
 
-from eve.diffusion.sampling import ddim_step
+from eve.diffusion.sampling import sample
 from eve.diffusion.timesteps import evenly_spaced_timesteps, kbin_timesteps
 from eve.losses import hinge_d_loss, hinge_g_loss, r1_penalty, rms_matched_noise, sds_loss, sds_surrogate, sds_weight
 from eve.models.composed import Cond, EveModel, Role
@@ -37,15 +42,20 @@ from eve.train.augment import Augment
 class Batch:
     """A micro-batch ready for both turns. Latents are [B, F, C, h, w]; pixels [B, F, 3, H, W] in [-1, 1]."""
 
-    frames: Tensor  # input clip (pixels)
+    frames: Tensor  # input clip (pixels); in LoRA alignment the LoRA teacher's sample of the input caption
     caption: Tensor  # [B, L, D] output caption tokens
     instruction: Tensor  # [B, L, D]
     caption_pooled: Tensor  # [B, D] for D_v
     instruction_pooled: Tensor  # [B, D] for D_e
     task: Tensor  # [B]
-    f1: Tensor  # [B, C, h, w] edited first frame (edit teacher)
+    f1: Tensor | None  # [B, C, h, w] edited first frame (edit teacher); None in LoRA alignment
     real_edit: Tensor | None = None  # edit teacher's per-frame edits (latents), D_e's real data
-    real_video: Tensor | None = None  # video teacher's clip (latents), D_v's real data
+    real_video: Tensor | None = None  # second teacher's sample (latents), D_v's real data: the video teacher's
+    # clip, or in LoRA alignment the LoRA teacher's image for the output caption
+
+    def latent_size(self, model: EveModel) -> tuple[int, int]:
+        """(h, w) of the latents the model's codec gives for these frames."""
+        return tuple(n // model.codec.scale_factor for n in self.frames.shape[-2:])
 
 
 def student_timesteps(k: int, T: int, mode: str, pin_first: bool, generator: torch.Generator) -> Tensor:
@@ -57,18 +67,14 @@ def student_timesteps(k: int, T: int, mode: str, pin_first: bool, generator: tor
 
 
 def student_generate(model: EveModel, cond: Cond, noise: Tensor, timesteps: Tensor, checkpointing: bool) -> Tensor:
-    """x0 after len(timesteps) DDIM steps of the student from `noise`, keeping the graph through every step."""
-    B = noise.shape[0]
-    x, x0 = noise, noise
-    for j, t in enumerate(timesteps.tolist()):
-        tt = torch.full((B,), t, dtype=torch.long, device=noise.device)
+    """x0 after len(timesteps) DDIM steps of the student from `noise` (eve's one sampler), keeping the graph through
+    every step; with `checkpointing` each step is recomputed in backward."""
+    def denoiser(x: Tensor, t: Tensor) -> Tensor:
         if checkpointing:
-            x0 = torch.utils.checkpoint.checkpoint(model.predict_x0, x, tt, cond, Role.STUDENT, use_reentrant=False)
-        else:
-            x0 = model.predict_x0(x, tt, cond, Role.STUDENT)
-        if j + 1 < len(timesteps):
-            x = ddim_step(model.schedule, x, x0, tt, torch.full_like(tt, int(timesteps[j + 1])))
-    return x0
+            return torch.utils.checkpoint.checkpoint(model.predict_x0, x, t, cond, Role.STUDENT, use_reentrant=False)
+        return model.predict_x0(x, t, cond, Role.STUDENT)
+
+    return sample(denoiser, noise, timesteps, model.schedule)
 
 
 def t_range(T: int, lo: float, hi: float) -> tuple[int, int]:
@@ -120,6 +126,14 @@ def rms(x: Tensor) -> float:
     return float(x.detach().float().pow(2).mean().sqrt())
 
 
+def second_teacher(fdd) -> tuple[Role, str, float]:
+    """(role, log name, text guidance) of the teacher beside the edit teacher: the video teacher, or the LoRA teacher
+    (§4.4)."""
+    if fdd.mode == "lora_align":
+        return Role.LORA_TEACHER, "lora", fdd.lora_guidance
+    return Role.VIDEO_TEACHER, "video", fdd.video_guidance
+
+
 class FddGenerator(nn.Module):
     """The student's turn. Only the LoRA inside `model` is trainable."""
 
@@ -128,6 +142,8 @@ class FddGenerator(nn.Module):
         super().__init__()
         self.model = model
         self.fdd = fdd
+        self.second, self.name, self.second_guidance = second_teacher(fdd)
+        self.known_first = fdd.mode == "video"  # frame 0 is the edited f1, given to the video adapter
         self._discs = discriminators  # a tuple attribute: not registered, so not part of this module's parameters
         self.gen = generator
         self.augment = augment  # used when fdd.augment
@@ -137,13 +153,13 @@ class FddGenerator(nn.Module):
         dev = b.frames.device
         B, F = b.frames.shape[:2]
         T = m.schedule.num_train_timesteps
-        shape = (B, F, m.latent_channels, *b.f1.shape[-2:])
+        shape = (B, F, m.latent_channels, *b.latent_size(m))
 
         # 1. Student: k steps from noise with gradients through all of them (paper §3.2, K-bin §3.3).
         noise = torch.randn(shape, generator=self.gen).to(dev)
         mask = torch.zeros(F, dtype=torch.bool)
-        mask[0] = True  # frame 0 is f1, given to the video adapter
-        known = Known(first_frame(b.f1, F, noise).latents, mask, noise)
+        mask[0] = self.known_first  # frame 0 is f1, given to the video adapter
+        known = Known(first_frame(b.f1, F, noise).latents, mask, noise) if self.known_first else None
         cond = Cond(b.caption, b.instruction, b.frames, b.task, known)
         ts = student_timesteps(f.k, T, f.timesteps, f.pin_first, self.gen)
         x0 = student_generate(m, cond, noise, ts, f.grad_checkpointing)
@@ -164,22 +180,24 @@ class FddGenerator(nn.Module):
             with torch.no_grad():
                 x0_e = m.guided_x0(xt_e, t_e, Cond(b.caption, b.instruction, b.frames, b.task), Role.EDIT_TEACHER,
                                    text_scale=f.edit_guidance, image_scale=f.edit_image_guidance)
-                known_t = Known(known.latents, mask, eps)  # the known frame noised with the same eps
-                x0_v = m.guided_x0(xt_v, t_v, Cond(b.caption, known=known_t), Role.VIDEO_TEACHER,
-                                   text_scale=f.video_guidance)
+                # the known frame noised with the same eps
+                known_t = Known(known.latents, mask, eps) if self.known_first else None
+                x0_v = m.guided_x0(xt_v, t_v, Cond(b.caption, known=known_t), self.second,
+                                   text_scale=self.second_guidance)
                 eps_e = m.schedule.eps_from_x0(xt_e, x0_e, t_e)
                 eps_v = m.schedule.eps_from_x0(xt_v, x0_v, t_v)
             sds_e, g_e = sds_loss(x0, eps_e, eps, sds_weight(*m.schedule.coefficients(t_e, x0), f.sds_weighting), free)
             sds_v, g_v = sds_loss(x0, eps_v, eps, sds_weight(*m.schedule.coefficients(t_v, x0), f.sds_weighting), free)
-            logs |= {"gnorm_sds_edit": rms(g_e), "gnorm_sds_video": rms(g_v), "t_sds": t_e.float().mean().item()}
+            logs |= {"gnorm_sds_edit": rms(g_e), f"gnorm_sds_{self.name}": rms(g_v),
+                     "t_sds": t_e.float().mean().item()}
             if split:
                 logs |= {"t_sds": torch.cat([t_e, t_v]).float().mean().item(),
-                         "t_sds_edit": t_e.float().mean().item(), "t_sds_video": t_v.float().mean().item()}
+                         "t_sds_edit": t_e.float().mean().item(), f"t_sds_{self.name}": t_v.float().mean().item()}
             if f.sds_noise_control:  # the control: same RMS, no direction (per teacher, this step)
                 sds_e = sds_surrogate(x0, rms_matched_noise(g_e, free, self.gen))
                 sds_v = sds_surrogate(x0, rms_matched_noise(g_v, free, self.gen))
             loss = loss + f.alpha * f.lam * sds_e + f.beta * f.lam * sds_v
-            logs |= {"sds_edit": float(sds_e.detach()), "sds_video": float(sds_v.detach())}
+            logs |= {"sds_edit": float(sds_e.detach()), f"sds_{self.name}": float(sds_v.detach())}
 
         # 3. Adversarial generator terms on decoded frames (paper §3.2, after the SDS-only phase).
         fake = None
@@ -196,13 +214,14 @@ class FddGenerator(nn.Module):
             logit_v = d_v(video, b.caption_pooled)
             g_edit, g_video = hinge_g_loss(logit_e, f.gen_loss), hinge_g_loss(logit_v, f.gen_loss)
             loss = loss + f.adv_weight * (f.alpha * g_edit + f.beta * g_video)
-            logs |= {"g_edit": float(g_edit.detach()), "g_video": float(g_video.detach())}
+            logs |= {"g_edit": float(g_edit.detach()), f"g_{self.name}": float(g_video.detach())}
         logs["loss_g"] = float(loss.detach())
         return {"loss": loss, "x0": x0.detach(), "fake": None if fake is None else fake.detach(), "logs": logs}
 
     def disc_frames(self, F: int) -> list[int]:
-        """Frames of each clip fed to D_e in both turns (OQ-21; fdd.disc_frames, fdd.disc_first_frame)."""
-        return disc_frame_choice(F, self.fdd.disc_frames, self.fdd.disc_first_frame, self.gen)
+        """Frames of each clip fed to D_e in both turns (OQ-21; fdd.disc_frames, fdd.disc_first_frame; frame 0 is
+        only known in the video case)."""
+        return disc_frame_choice(F, self.fdd.disc_frames, self.fdd.disc_first_frame or not self.known_first, self.gen)
 
 
 class FddDiscriminator(nn.Module):
@@ -213,6 +232,7 @@ class FddDiscriminator(nn.Module):
         super().__init__()
         self.edit, self.video = edit, video
         self.fdd = fdd
+        self.name = second_teacher(fdd)[1]
         self.gen = generator
         self.augment = augment  # used when fdd.augment
 
@@ -238,11 +258,12 @@ class FddDiscriminator(nn.Module):
         lv_fake = self.video(fake_v, b.caption_pooled)
         d_edit, d_video = hinge_d_loss(le_real, le_fake), hinge_d_loss(lv_real, lv_fake)
         loss = f.alpha * d_edit + f.beta * d_video
+        n = self.name
         logs = {
-            "d_edit": float(d_edit.detach()), "d_video": float(d_video.detach()),
+            "d_edit": float(d_edit.detach()), f"d_{n}": float(d_video.detach()),
             "logit_edit_real": float(le_real.detach().mean()), "logit_edit_fake": float(le_fake.detach().mean()),
-            "logit_video_real": float(lv_real.detach().mean()), "logit_video_fake": float(lv_fake.detach().mean()),
-            "sign_edit_real": float((le_real > 0).float().mean()), "sign_video_fake": float((lv_fake > 0).float().mean()),
+            f"logit_{n}_real": float(lv_real.detach().mean()), f"logit_{n}_fake": float(lv_fake.detach().mean()),
+            "sign_edit_real": float((le_real > 0).float().mean()), f"sign_{n}_fake": float((lv_fake > 0).float().mean()),
         }
         if r1:
             penalty = f.alpha * r1_penalty(le_real, [t for t, _ in feats_e]) + f.beta * r1_penalty(

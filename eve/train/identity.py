@@ -47,6 +47,18 @@ def weights_fingerprint(ref: str | None) -> object:
                   if f.is_file() and f.name not in INDEX_FILES)
 
 
+def lora_fingerprint(ref: str | None) -> object:
+    """The user's LoRA (model.lora): its weights file (and a peft folder's adapter_config.json), never the other files
+    of its folder (a trainer's metrics.jsonl and samples.png, other LoRAs)."""
+    from eve.models.lora import PEFT_CONFIG, find_lora_file
+
+    if not ref:
+        return None
+    f = find_lora_file(ref)
+    files = [f] + ([f.parent / PEFT_CONFIG] if (f.parent / PEFT_CONFIG).is_file() else [])
+    return [(g.name, g.stat().st_size, _ends_digest(g)) for g in files]
+
+
 def _ends_digest(path: Path, chunk: int = 1 << 20) -> str:
     h = hashlib.sha1()
     with open(path, "rb") as fh:
@@ -73,8 +85,10 @@ class RunIdentity:
         for section, names in RUN_LENGTH_FIELDS.items():
             for name in names:
                 c[section].pop(name, None)
-        weights = {name: weights_fingerprint(c["model"].pop(name, None)) for name in WEIGHT_FIELDS}
-        sizes = [os.path.getsize(v) if os.path.isfile(v) else None for v in rows["video"]]
+        weights = {name: (lora_fingerprint if name == "lora" else weights_fingerprint)(c["model"].pop(name, None))
+                   for name in WEIGHT_FIELDS}
+        videos = rows["video"] if "video" in rows else []  # LoRA alignment's rows have none
+        sizes = [os.path.getsize(v) if os.path.isfile(v) else None for v in videos]
         manifest = [json.loads(rows.to_json(orient="records", default_handler=str)), sizes]
         return cls(config=_digest(c), manifest=_digest(manifest), weights=_digest(weights))
 

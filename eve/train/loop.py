@@ -20,7 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from eve.config import portable_yaml, to_yaml
-from eve.data.clips import ClipDataset, collate
+from eve.data.clips import CaptionRows, ClipDataset, collate
 from eve.data.manifest import read_manifest
 from eve.errors import EveError
 from eve.models.composed import EveModel
@@ -32,8 +32,8 @@ from eve.train.augment import Augment
 from eve.train.ema import Ema, load_trained_state, trained_state
 from eve.train.fdd import Batch, FddDiscriminator, FddGenerator
 from eve.train.identity import RunIdentity, check_same_run
-from eve.train.real_samples import RealSampleCache, cache_dir, datapoint_key, row_generator, teacher_fingerprint
-from eve.train.real_samples import teacher_samples
+from eve.train.real_samples import RealSampleCache, cache_dir, compute_samples, datapoint_key, row_generator
+from eve.train.real_samples import teacher_fingerprint
 from eve.train.samples import save_sample_grid
 
 logger = logging.getLogger(__name__)
@@ -83,7 +83,13 @@ def validate(cfg) -> None:
         raise EveError(f"disc.translate_fraction must be in [0, 0.5], got {d.translate_fraction}")
     if not 0 <= d.cutout_fraction < 1:
         raise EveError(f"disc.cutout_fraction must be in [0, 1), got {d.cutout_fraction}")
-    if f.use_adversarial and not f.disc_first_frame and cfg.model.num_frames < 2:
+    if f.mode == "lora_align" and not cfg.model.lora:
+        raise EveError("fdd.mode=lora_align aligns a user's LoRA with the edit adapter: name it with model.lora=PATH "
+                       "(or lora=PATH)")
+    if f.mode == "video" and cfg.model.lora:
+        raise EveError(f"model.lora={cfg.model.lora} is set, but fdd.mode=video: the video teacher never sees that "
+                       "LoRA, so its SDS would pull the student away from it; align it with fdd.mode=lora_align")
+    if f.mode == "video" and f.use_adversarial and not f.disc_first_frame and cfg.model.num_frames < 2:
         raise EveError(f"model.num_frames={cfg.model.num_frames} leaves D_e no frame besides the known frame 0 "
                        "(set fdd.disc_first_frame=true or use more frames)")
     if not (f.use_sds or f.use_adversarial):
@@ -94,6 +100,11 @@ def validate(cfg) -> None:
         raise EveError(f"fdd.disc_warmup_steps must be in [0, fdd.sds_only_steps={f.sds_only_steps}], got {f.disc_warmup_steps}")
     if cfg.model.dino is None and f.use_adversarial:
         raise EveError("model.dino names no feature network, which the discriminators need (or set fdd.use_adversarial=false)")
+
+
+def manifest_kind(cfg) -> str:
+    """LoRA alignment's data are captions (paper §4.4: "we do not use images during training")."""
+    return "captions" if cfg.fdd.mode == "lora_align" else "video"
 
 
 def adversarial_at(cfg, step: int) -> bool:
@@ -124,6 +135,8 @@ class Parts:
 def build_parts(cfg, device, seed: int = 0) -> Parts:
     """The frozen model with a fresh student LoRA (fp32), the discriminators, and both objective modules."""
     model = EveModel.from_config(cfg.model).to(device)
+    lora_align = cfg.fdd.mode == "lora_align"
+    model.temporal = not lora_align  # LoRA alignment: single images, no temporal layers (paper §4.4)
     model.add_lora(cfg.model.lora_rank, cfg.model.lora_alpha, cfg.model.lora_targets)
     lora = lora_parameters(model.unet)
     for p in lora:
@@ -135,8 +148,11 @@ def build_parts(cfg, device, seed: int = 0) -> Parts:
         features = DinoFeatures(load_timm(cfg.model.dino), cfg.disc.hooks).to(device)
         d = cfg.disc
         text_dim = model.text.encoder.config.hidden_size
+        # LoRA alignment's second critic: D_v without its temporal layer, an image discriminator with text
+        # conditioning (the paper does not describe it; paper-notes §4)
         discs = (EditDiscriminator(features, text_dim, d.channels, d.cmap_dim, d.heads).to(device),
-                 VideoDiscriminator(features, text_dim, d.channels, d.cmap_dim, d.heads, cfg.model.num_frames).to(device))
+                 VideoDiscriminator(features, text_dim, d.channels, d.cmap_dim, d.heads,
+                                    1 if lora_align else cfg.model.num_frames, temporal=not lora_align).to(device))
     heads = list({id(p): p for m in (discs or ()) for p in m.parameters() if p.requires_grad}.values())
     d = cfg.disc
     aug = Augment(colour=d.augment_colour, translate=d.translate_fraction, cutout=d.cutout_fraction)
@@ -150,7 +166,7 @@ def train(cfg) -> Path:
     folder behind."""
     validate(cfg)
     check_weight_refs(cfg.model)
-    rows = read_manifest(cfg.data.manifest)
+    rows = read_manifest(cfg.data.manifest, kind=manifest_kind(cfg))
     out = Path(cfg.run.out_dir)
     if out.exists() and not out.is_dir():
         raise EveError(f"run.out_dir={out} is a file, not a folder")
@@ -224,7 +240,8 @@ def _train(cfg, rows, out: Path, identity: RunIdentity, ckpt: Path | None, progr
     size = cfg.data.size or cfg.model.resolution
     if size % model.size_multiple:
         raise EveError(f"training size {size} is not a multiple of the model's size multiple {model.size_multiple}")
-    dataset = ClipDataset(rows, cfg.model.num_frames, cfg.data.stride, size)
+    lora_align = cfg.fdd.mode == "lora_align"
+    dataset = CaptionRows(rows) if lora_align else ClipDataset(rows, cfg.model.num_frames, cfg.data.stride, size)
     cache = RealSampleCache(cache_dir(cfg)) if cfg.fdd.real_samples == "cache" else None
     fingerprint = teacher_fingerprint(cfg)
     pool = ThreadPoolExecutor(cfg.data.workers) if cfg.data.workers > 0 else None
@@ -303,40 +320,35 @@ def _train(cfg, rows, out: Path, identity: RunIdentity, ckpt: Path | None, progr
 
 
 def make_batch(cfg, model, rows, raw: dict, cache, fingerprint: str, gen, need_real: bool) -> Batch:
-    """A collated micro-batch -> Batch: text embeddings, f1 and (when needed) the teachers' real samples."""
-    frames = raw["frames"].to(model.device)
+    """A collated micro-batch -> Batch: text embeddings, f1 and (when needed) the teachers' real samples; in LoRA
+    alignment the input images too (sampled, never read)."""
+    s = _teacher_latents(cfg, model, rows, raw, cache, fingerprint, gen, need_real)
     cap, ins = raw["caption"], raw["instruction"]
-    edit, video = _teacher_latents(cfg, model, rows, raw, frames, cache, fingerprint, gen, need_real)
+    if cfg.fdd.mode == "lora_align":
+        frames, f1, second = model.decode_video(s["input"]).clamp(-1, 1), None, s["lora"]
+    else:
+        frames, f1, second = raw["frames"].to(model.device), s["edit"][:, 0], s.get("video")
     return Batch(frames=frames, caption=model.encode_text(cap), instruction=model.encode_text(ins),
                  caption_pooled=model.text.pooled(cap).float(), instruction_pooled=model.text.pooled(ins).float(),
-                 task=raw["task"].to(model.device), f1=edit[:, 0], real_edit=edit if need_real else None,
-                 real_video=video)
+                 task=raw["task"].to(model.device), f1=f1, real_edit=s["edit"] if need_real else None,
+                 real_video=second if need_real else None)
 
 
-def _teacher_latents(cfg, model, rows, raw, frames, cache, fingerprint, gen, need_real):
-    """(edit [B, F, C, h, w], video or None): from the cache (computed and stored when missing) or online."""
-    f = cfg.fdd
-    kw = dict(steps=f.real_steps, spacing=cfg.edit.timestep_spacing, edit_guidance=f.edit_guidance,
-              edit_image_guidance=f.edit_image_guidance, video_guidance=f.video_guidance)
+def _teacher_latents(cfg, model, rows, raw, cache, fingerprint, gen, need_real) -> dict[str, torch.Tensor]:
+    """The teachers' samples of a micro-batch (eve.train.real_samples.compute_samples): from the cache (the missing
+    rows computed together, each with its own noise, and stored) or online."""
     if cache is None:
-        cap, ins = model.encode_text(raw["caption"]), model.encode_text(raw["instruction"])
-        if not need_real:  # the SDS phase needs only f1: edit frame 0 alone
-            edit, _ = teacher_samples(model, frames[:, :1], cap, ins, raw["task"], generator=gen, video=False, **kw)
-            return edit, None
-        return teacher_samples(model, frames, cap, ins, raw["task"], generator=gen, **kw)
-    edits, videos = [], []
-    for j, i in enumerate(raw["index"].tolist()):
-        key = datapoint_key(rows.iloc[i], fingerprint)
-        hit = cache.get(key)
-        if hit is None:
-            e, v = teacher_samples(model, frames[j : j + 1], model.encode_text([raw["caption"][j]]),
-                                   model.encode_text([raw["instruction"][j]]), raw["task"][j : j + 1],
-                                   generator=[row_generator(cfg.run.seed, key)], **kw)
-            hit = {"edit": e[0].cpu(), "video": v[0].cpu()}
-            cache.put(key, hit)
-        edits.append(hit["edit"])
-        videos.append(hit["video"])
-    return torch.stack(edits).to(frames.device), torch.stack(videos).to(frames.device) if need_real else None
+        return compute_samples(cfg, model, raw, gen, video=need_real)
+    keys = [datapoint_key(rows.iloc[i], fingerprint) for i in raw["index"].tolist()]
+    entries = [cache.get(k) for k in keys]
+    missing = [j for j, e in enumerate(entries) if e is None]
+    if missing:
+        sub = {k: v[missing] if isinstance(v, torch.Tensor) else [v[j] for j in missing] for k, v in raw.items()}
+        fresh = compute_samples(cfg, model, sub, [row_generator(cfg.run.seed, keys[j]) for j in missing])
+        for n, j in enumerate(missing):
+            entries[j] = {k: v[n].cpu() for k, v in fresh.items()}
+            cache.put(keys[j], entries[j])
+    return {k: torch.stack([e[k] for e in entries]).to(model.device) for k in entries[0]}
 
 
 def _save(cfg, out, step, model, discs, opt_g, opt_d, gen, rank, cursor, ema: Ema | None) -> Path:

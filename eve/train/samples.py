@@ -21,9 +21,9 @@ from eve.models.known import first_frame
 def edit_rows(model: EveModel, batch, k: int, seed: int) -> list[torch.Tensor]:
     """[input, plug-and-play, student] pixel clips [F, 3, H, W] of the batch's first clip."""
     F = batch.frames.shape[1]
-    shape = (1, F, model.latent_channels, *batch.f1.shape[-2:])
+    shape = (1, F, model.latent_channels, *batch.latent_size(model))
     noise = torch.randn(shape, generator=torch.Generator().manual_seed(seed)).to(model.device)
-    known = first_frame(batch.f1[:1], F, noise)
+    known = None if batch.f1 is None else first_frame(batch.f1[:1], F, noise)  # LoRA alignment: none
     cond = Cond(batch.caption[:1], batch.instruction[:1], batch.frames[:1], batch.task[:1], known)
     ts = evenly_spaced_timesteps(k, model.schedule.num_train_timesteps)
     rows = [batch.frames[0].float().cpu()]

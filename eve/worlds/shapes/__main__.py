@@ -13,7 +13,8 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(
         prog="python -m eve.worlds.shapes", formatter_class=HelpFormatter,
-        description="The shapes world (README: the proving ground): train its teachers, or write its FDD dataset.\n"
+        description="The shapes world (README: the proving ground): train its teachers, or write its FDD dataset, or\n"
+                    "LoRA alignment's style images and captions (style-data).\n"
                     "train-teachers stages, in order: autoencoder, backbone, controlnet (edit adapter), video (motion\n"
                     "adapter + first-frame input), features (the critic's feature net); an interrupted run resumes.\n"
                     "Its benchmarks: bench/gates.py (the premises), bench/shapes.py (every method).")
@@ -32,9 +33,22 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--out", default="runs/shapes/fdd", help="the committed set is data/shapes/fdd")
     d.add_argument("--clips", type=int, default=100, help="source clips (7 manifest rows each)")
     d.add_argument("--seed", type=int, default=0, help="scene sampling seed")
+    st = sub.add_parser("style-data", help="LoRA alignment's world data: style images (for eve.train.dreambooth) and "
+                        "a captions-only manifest (for train_fdd.py fdd.mode=lora_align)", formatter_class=HelpFormatter)
+    st.add_argument("--out", default="runs/shapes/style", help="writes OUT/images/ and OUT/data/manifest.jsonl")
+    st.add_argument("--images", type=int, default=16, help="style images (the few a DreamBooth-style LoRA learns from)")
+    st.add_argument("--scenes", type=int, default=60, help="training-side source scenes (5 edits each)")
+    st.add_argument("--seed", type=int, default=0, help="scene sampling seed")
     args = ap.parse_args(argv)
     setup_logging()
-    if args.cmd == "data":
+    if args.cmd == "style-data":
+        from pathlib import Path
+
+        from eve.worlds.shapes.lora_align import write_manifest, write_style_images
+
+        print(write_style_images(Path(args.out) / "images", args.images, args.seed))
+        print(write_manifest(Path(args.out) / "data", args.scenes, args.seed))
+    elif args.cmd == "data":
         from eve.worlds.shapes.data import write_fdd_dataset
 
         print(write_fdd_dataset(args.out, num_clips=args.clips, seed=args.seed))

@@ -181,12 +181,3 @@ def summarise(rows: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
             overall[c] = [f"{a:.3f} ± {b:.3f}" for a, b in zip(mean[c], spread[c])]
     per_task = df.pivot_table(index="method", columns="task", values="combined", aggfunc="mean", sort=False)
     return overall, per_task
-
-
-def markdown(df: pd.DataFrame) -> str:
-    """A DataFrame as a markdown table (index first), floats to 3 decimals."""
-    fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
-    head = [df.index.name or ""] + [str(c) for c in df.columns]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join([str(i)] + [fmt(v) for v in row]) + " |" for i, row in zip(df.index, df.values.tolist())]
-    return "\n".join(lines)
