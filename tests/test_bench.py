@@ -12,3 +12,22 @@ def test_fdd_step_bench_prints_its_tables():
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "| **whole step**" in r.stdout and "| 1 | yes |" in r.stdout
+
+
+def test_edit_speed_bench_times_every_part(tiny_dir, tmp_path):
+    """On the tiny set: every method's row, parts that add up to the whole, the per-frame teacher with no windows."""
+    import pandas as pd
+
+    out = tmp_path / "speed.csv"
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "edit_speed.py"), "--config", str(tiny_dir / "eve.yaml"),
+                        "--frames", "8", "12", "--ks", "1", "--pnp-steps", "2", "--teacher-steps", "2", "--out",
+                        str(out)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    df = pd.read_csv(out)
+    assert len(df) == 6 and set(df.frames) == {8, 12}
+    assert ((df["first frame"] + df["windows"] + df["decode"]) <= df["total"] + 1e-6).all()
+    assert (df[df.method.str.startswith("per-frame")]["windows"] == 0).all()
+    assert "| student (1 steps) | 8 |" in r.stdout
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "edit_speed.py"), "--config", str(tmp_path / "x.yaml")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "python -m eve.models.full" in r.stderr

@@ -19,6 +19,7 @@ CLIS = [
     ("eve.train.real_samples", ["teachers' samples", "--config"]),
     ("eve.train.dreambooth", ["DreamBooth-style", "--images", "--prompt", "(default: 400)"]),
     ("eve.data.triplets", ["no images", "--subject", "add the subject", "(default: template)"]),
+    ("eve.models.full", ["full architecture size", "--only", "(default: float16)"]),
     ("eve.eval.__main__", ["Table 1", "--pickscore", "student=CKPT", "(default: 32)", "(default: 0.6)"]),
 ]
 

@@ -59,6 +59,8 @@ RULES = [
      "samples the world's 300 alignment data points: about 4 minutes"),
     ("python -m eve.eval --config configs/sd15/eve.yaml", NEEDS, "--edits /data/tgve not found"),
     ("python -m eve.eval --edits data/shapes", RUN, ""),
+    ("python -m eve.models.full", SKIP, "writes 2.8 GB of full-size random weights"),
+    ("python bench/edit_speed.py", SKIP, "full-size edits on 2 CPU cores: about 20 minutes"),
 ]
 
 
