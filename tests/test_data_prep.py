@@ -243,3 +243,41 @@ def test_bad_input_is_a_clear_error(tmp_path):
         from eve.data.scores import resolve_threshold
 
         resolve_threshold("q7", [1.0], "motion_min")
+
+
+def damage_payload(src: Path, dst: Path) -> Path:
+    """A copy whose coded frames are garbage but whose container is intact: the probe passes it, decoding fails."""
+    data = bytearray(src.read_bytes())
+    at = data.find(b"mdat") + 8
+    for k in range(at, min(at + 1200, data.find(b"moov") if data.find(b"moov") > at else len(data))):
+        data[k] = (data[k] * 7 + 13) % 256
+    dst.write_bytes(bytes(data))
+    return dst
+
+
+def test_a_damaged_file_fails_alone_and_an_emptied_stage_is_one_line(raw, tmp_path):
+    import shutil
+
+    from eve.data.probe import probe
+
+    corpus = tmp_path / "corpus"
+    shutil.copytree(raw, corpus)
+    bad = damage_payload(corpus / "moving.mp4", corpus / "damaged.mp4")
+    assert probe(str(bad))["ok"]  # what made it dangerous: it looks fine until decoded
+    out = tmp_path / "out"
+    m = read_manifest(prepare(cfg(corpus, out)))
+    assert {Path(v).name.split("-")[0] for v in m["video"]} == {"cut", "fade", "moving"}
+    report = (out / "report" / "report.md").read_text()
+    assert re.search(r"\| split \| .*damaged\.mp4 \| InvalidDataError", report), report
+    assert re.search(r"\| probe \| .*broken\.mp4 \| .*Invalid data", report)  # every dropped file, with its reason
+    # a folder of only bad files: the stage that emptied says so, in one line
+    only_bad = tmp_path / "only_bad"
+    only_bad.mkdir()
+    damage_payload(corpus / "moving.mp4", only_bad / "a.mp4")
+    (only_bad / "captions.csv").write_text("video,caption\na.mp4,a red square\n")
+    with pytest.raises(EveError, match=r"the split stage left nothing to go on \(split failed .*: 1\)"):
+        prepare(cfg(only_bad, tmp_path / "out2"))
+    assert "a.mp4 | InvalidDataError" in (tmp_path / "out2" / "report" / "report.md").read_text()
+    (only_bad / "a.mp4").write_bytes(b"not a video")
+    with pytest.raises(EveError, match=r"the probe stage left nothing to go on \(unreadable"):
+        prepare(cfg(only_bad, tmp_path / "out3"))

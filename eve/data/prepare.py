@@ -66,17 +66,37 @@ def prepare(cfg) -> Path:
         cuts.require_transnet()
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    counts, drops = [], {}
+    counts, drops, figures = [], {}, []
+    failed: list[tuple[str, str, str]] = []  # (stage, file or clip, reason): listed in the report
 
     def drop(reason: str, n: int = 1):
         drops[reason] = drops.get(reason, 0) + n
 
+    def run(name: str, settings: dict, inputs: pd.DataFrame, item_id, work, workers: int) -> pd.DataFrame:
+        """A stage whose failed items (damaged files) are dropped with their reason, the rest going on."""
+        stage = Stage(out, name, settings)
+        rows = stage.run(inputs, item_id, work, workers)
+        for item, reason in stage.failures.items():
+            failed.append((name, item, reason))
+            drop(f"{name} failed (files listed below)")
+        return rows
+
+    def ensure(rows: pd.DataFrame, stage: str) -> None:
+        """An emptied stage ends the run with one line saying which and why, the report written."""
+        if len(rows):
+            return
+        report = write_report(out, counts, drops, figures, [], failed)
+        why = "; ".join(f"{reason}: {n}" for reason, n in sorted(drops.items(), key=lambda kv: -kv[1]) if n)
+        raise EveError(f"the {stage} stage left nothing to go on ({why or 'no input'}); see {report}")
+
     # 1. probe
-    probed = Stage(out, "probe", {}).run(pd.DataFrame({"video": videos}), lambda r: r["video"], lambda r: [probe(r["video"])],
-                                         cfg.workers)
-    counts += [("input files", len(probed)), ("readable videos", int(probed["ok"].sum()))]
-    for e in probed.loc[~probed["ok"], "error"]:
+    probed = run("probe", {}, pd.DataFrame({"video": videos}), lambda r: r["video"], lambda r: [probe(r["video"])],
+                 cfg.workers)
+    counts += [("input files", len(videos)), ("readable videos", int(probed["ok"].sum()) if len(probed) else 0)]
+    for video, e in probed.loc[~probed["ok"], ["video", "error"]].itertuples(index=False) if len(probed) else []:
         drop(f"unreadable: {e}")
+        failed.append(("probe", video, e))
+    ensure(probed[probed["ok"]] if len(probed) else probed, "probe")
 
     # 2. split at cuts into clips
     def split(r):
@@ -92,10 +112,12 @@ def prepare(cfg) -> Path:
 
     split_settings = {k: getattr(cfg, k) for k in ("clip_frames", "max_clips_per_scene", "cut_threshold", "cut_rates",
                                                    "fade_level", "learned_cuts")}
-    clips = Stage(out, "split", split_settings).run(probed[probed["ok"]], lambda r: r["video"], split, cfg.workers)
+    clips = run("split", split_settings, probed[probed["ok"]], lambda r: r["video"], split, cfg.workers)
+    ensure(clips, "split")
     no_clip = clips["clip_id"] == ""
     drop("no scene as long as a clip", int(no_clip.sum()))
     clips = clips[~no_clip].reset_index(drop=True)
+    ensure(clips, "split")
     counts += [("scenes", int(clips.groupby("video")["scene"].nunique().sum()) if len(clips) else 0), ("clips", len(clips))]
 
     # 3. score motion and text, per video (decoded once)
@@ -107,7 +129,8 @@ def prepare(cfg) -> Path:
             rows.append({"clip_id": c["clip_id"], "motion": scores.motion_score(f), "text_area": scores.text_area(f)})
         return rows
 
-    scored = Stage(out, "score", {}).run(clips[["video"]].drop_duplicates(), lambda r: r["video"], score, cfg.workers)
+    scored = run("score", {}, clips[["video"]].drop_duplicates(), lambda r: r["video"], score, cfg.workers)
+    ensure(scored, "score")
     clips = clips.merge(scored, on="clip_id")
 
     # 4. filter
@@ -120,10 +143,11 @@ def prepare(cfg) -> Path:
         clips.loc[(clips["drop"] == "") & (clips["text_area"] > text_max), "drop"] = f"text overlay (area > {text_max:.3g})"
     for reason, n in clips.loc[clips["drop"] != "", "drop"].value_counts().items():
         drop(reason, int(n))
-    figures = [str(histogram_png(clips["motion"], out / "report" / "motion.png", "motion (optical flow)", motion_min)),
-               str(histogram_png(clips["text_area"], out / "report" / "text_area.png", "text area (OCR)", text_max))]
+    figures += [str(histogram_png(clips["motion"], out / "report" / "motion.png", "motion (optical flow)", motion_min)),
+                str(histogram_png(clips["text_area"], out / "report" / "text_area.png", "text area (OCR)", text_max))]
     kept = clips[clips["drop"] == ""].reset_index(drop=True)
     counts += [("after motion and text filters", len(kept))]
+    ensure(kept, "filter")
 
     # 5. captions
     table = captions_from_file(cfg.captions_file) if cfg.captions_file else None
@@ -136,13 +160,15 @@ def prepare(cfg) -> Path:
             text = captioner(frames[(r["start"] + r["end"]) // 2])
         return [{"clip_id": r["clip_id"], "input_caption": text or ""}]
 
-    capt = Stage(out, "captions", {"file": cfg.captions_file, "model": cfg.caption_model}).run(
-        kept, lambda r: r["clip_id"], caption, 1 if captioner else cfg.workers)
+    capt = run("captions", {"file": cfg.captions_file, "model": cfg.caption_model}, kept, lambda r: r["clip_id"],
+               caption, 1 if captioner else cfg.workers)
+    ensure(capt, "captions")
     kept = kept.merge(capt, on="clip_id")
     nocap = kept["input_caption"] == ""
     drop("no caption", int(nocap.sum()))
     kept = kept[~nocap].reset_index(drop=True)
     counts += [("captioned", len(kept))]
+    ensure(kept, "captions")
 
     # 6. optional CLIP text-frame and aesthetic scores
     if cfg.clip_model:
@@ -153,8 +179,9 @@ def prepare(cfg) -> Path:
             sim, aes = scorer(frame, r["input_caption"])
             return [{"clip_id": r["clip_id"], "clip_score": sim, "aesthetic": aes}]
 
-        cs = Stage(out, "clip_scores", {"model": cfg.clip_model, "head": cfg.aesthetic_head}).run(
-            kept, lambda r: r["clip_id"], clip_scores, 1)
+        cs = run("clip_scores", {"model": cfg.clip_model, "head": cfg.aesthetic_head}, kept, lambda r: r["clip_id"],
+                 clip_scores, 1)
+        ensure(cs, "clip_scores")
         kept = kept.merge(cs, on="clip_id")
         for col, spec, name in (("clip_score", cfg.clip_min, "clip_min"), ("aesthetic", cfg.aesthetic_min, "aesthetic_min")):
             thr = scores.resolve_threshold(spec, kept[col].dropna(), name)
@@ -164,6 +191,7 @@ def prepare(cfg) -> Path:
                 drop(f"{col} < {thr:.3g}", int(low.sum()))
                 kept = kept[~low].reset_index(drop=True)
         counts += [("after CLIP / aesthetic filters", len(kept))]
+        ensure(kept, "clip_scores")
 
     # 7. instructions, 7 per clip
     writer = writer_for(cfg)
@@ -178,21 +206,22 @@ def prepare(cfg) -> Path:
 
     writer_settings = {"backend": cfg.instructions, "model": cfg.llm_model, "url": cfg.llm_url, "retries": cfg.llm_retries,
                        "seed": cfg.seed}
-    ins = Stage(out, "instructions", writer_settings).run(kept, lambda r: r["clip_id"], instruct,
-                                                          cfg.workers if cfg.instructions == "openai" else 1)
-    failed = ins[ins["task"] == ""]
+    ins = run("instructions", writer_settings, kept, lambda r: r["clip_id"], instruct,
+              cfg.workers if cfg.instructions == "openai" else 1)
+    ensure(ins, "instructions")
+    unwritten = ins[ins["task"] == ""]
     with open(rejects_path, "w") as f:
         for r in ins[ins["rejected"] != "[]"].drop_duplicates("clip_id").to_dict("records"):
             f.write(json.dumps({"clip_id": r["clip_id"], "reasons": json.loads(r["rejected"]),
                                 "dropped": r["task"] == ""}) + "\n")
-    drop("instructions rejected", len(failed))
+    drop("instructions rejected", len(unwritten))
     ins = ins[ins["task"] != ""]
     counts += [("clips with 7 instructions", ins["clip_id"].nunique())]
 
     # 8. export clips and the manifest
     final = kept[kept["clip_id"].isin(ins["clip_id"])]
     if final.empty:
-        report = write_report(out, counts, drops, figures, [f"Instruction writer: {cfg.instructions}."])
+        report = write_report(out, counts, drops, figures, [f"Instruction writer: {cfg.instructions}."], failed)
         raise EveError(f"no clip survived the stages; see {report} and {rejects_path}")
 
     def export(r):
@@ -207,8 +236,9 @@ def prepare(cfg) -> Path:
             rows.append({"clip_id": c["clip_id"], "clip_path": str(path.relative_to(out))})
         return rows
 
-    exported = Stage(out, "export", {"fps": cfg.export_fps}).run(final[["video"]].drop_duplicates(), lambda r: r["video"],
-                                                                 export, cfg.workers)
+    exported = run("export", {"fps": cfg.export_fps}, final[["video"]].drop_duplicates(), lambda r: r["video"], export,
+                   cfg.workers)
+    ensure(exported, "export")
     manifest = ins.merge(final[["clip_id", "input_caption"]], on="clip_id").merge(exported, on="clip_id")
     manifest = pd.DataFrame({"video": manifest["clip_path"], "caption": manifest["caption"],
                              "instruction": manifest["instruction"], "task": manifest["task"],
@@ -219,6 +249,6 @@ def prepare(cfg) -> Path:
         write_table(manifest, out / f"manifest{suffix}")
     counts += [("manifest rows (clip x task)", len(manifest))]
     report = write_report(out, counts, drops, figures,
-                          [f"Instruction writer: {cfg.instructions}; rejected replies: {rejects_path.name}."])
+                          [f"Instruction writer: {cfg.instructions}; rejected replies: {rejects_path.name}."], failed)
     logger.info("report: %s", report)
     return out / "manifest.parquet"

@@ -3,6 +3,10 @@
 A stage appends each finished item to journal/<stage>.jsonl (flushed), so a run killed mid-stage keeps every item
 already done; once all items are done it writes <stage>.parquet atomically. A re-run skips a stage whose parquet
 was written from the same input and settings (recorded next to it), and skips journaled items otherwise.
+
+An item whose work raises (a damaged file: FFmpeg, OpenCV and numpy raise many error types) fails alone: it gives
+no rows, its reason is journaled and kept in `Stage.failures` (item id -> reason), and the stage goes on. An
+EveError (the user's configuration, not one file) still stops the run.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from eve.data.manifest import write_table
+from eve.errors import EveError
 
 
 def fingerprint(*parts) -> str:
@@ -30,6 +35,7 @@ class Stage:
         self.parquet = out / f"{name}.parquet"
         self.journal = out / "journal" / f"{name}.jsonl"
         self.meta = out / "journal" / f"{name}.json"
+        self.failures: dict[str, str] = {}
 
     def key(self, inputs: pd.DataFrame) -> str:
         return fingerprint(self.name, self.settings, pd.util.hash_pandas_object(inputs.astype(str), index=False).sum())
@@ -39,6 +45,7 @@ class Stage:
         """rows_out = concat(work(row) for row in inputs), journaled by item_id(row)."""
         key = self.key(inputs)
         if self.parquet.is_file() and self.meta.is_file() and json.loads(self.meta.read_text()).get("key") == key:
+            self.failures = json.loads(self.meta.read_text()).get("failures", {})
             return pd.read_parquet(self.parquet)
         self.journal.parent.mkdir(parents=True, exist_ok=True)
         done: dict[str, list[dict]] = {}
@@ -51,27 +58,37 @@ class Stage:
                     except json.JSONDecodeError:  # a line cut by a kill
                         continue
                     done[rec["id"]] = rec["rows"]
+                    if rec.get("error"):
+                        self.failures[rec["id"]] = rec["error"]
         with open(self.journal, "w") as f:  # rewrite: header + what is kept
             f.write(json.dumps({"key": key}) + "\n")
             for i, rows in done.items():
-                f.write(json.dumps({"id": i, "rows": rows}, default=str) + "\n")
+                f.write(json.dumps({"id": i, "rows": rows, "error": self.failures.get(i)}, default=str) + "\n")
         records = inputs.to_dict("records")
         todo = [r for r in records if item_id(r) not in done]
+
         def one(r):
-            return item_id(r), work(r)
+            try:
+                return item_id(r), work(r), None
+            except EveError:
+                raise
+            except Exception as e:  # one damaged file fails its own item, never the run
+                return item_id(r), [], f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"
 
         with (open(self.journal, "a") as f,
               tqdm(total=len(records), initial=len(records) - len(todo), desc=self.name) as bar,
               ThreadPoolExecutor(max(1, workers)) as pool):  # shut down with the stage, not left to the interpreter
             results = pool.map(one, todo) if workers > 1 else map(one, todo)
-            for i, rows in results:
+            for i, rows, error in results:
                 done[i] = rows
-                f.write(json.dumps({"id": i, "rows": rows}, default=str) + "\n")
+                if error:
+                    self.failures[i] = error
+                f.write(json.dumps({"id": i, "rows": rows, "error": error}, default=str) + "\n")
                 f.flush()
                 bar.update()
         out = pd.DataFrame([row for r in records for row in done[item_id(r)]])
         write_table(out, self.parquet)
         tmp = self.meta.with_name(self.meta.name + ".tmp")
-        tmp.write_text(json.dumps({"key": key, "rows": len(out)}))
+        tmp.write_text(json.dumps({"key": key, "rows": len(out), "failures": self.failures}))
         os.replace(tmp, self.meta)
         return out
