@@ -263,6 +263,7 @@ def test_a_damaged_file_fails_alone_and_an_emptied_stage_is_one_line(raw, tmp_pa
     corpus = tmp_path / "corpus"
     shutil.copytree(raw, corpus)
     bad = damage_payload(corpus / "moving.mp4", corpus / "damaged.mp4")
+    (corpus / "folder.mp4").mkdir()  # named like a video: reported, not skipped without a word
     assert probe(str(bad))["ok"]  # what made it dangerous: it looks fine until decoded
     out = tmp_path / "out"
     m = read_manifest(prepare(cfg(corpus, out)))
@@ -270,6 +271,7 @@ def test_a_damaged_file_fails_alone_and_an_emptied_stage_is_one_line(raw, tmp_pa
     report = (out / "report" / "report.md").read_text()
     assert re.search(r"\| split \| .*damaged\.mp4 \| InvalidDataError", report), report
     assert re.search(r"\| probe \| .*broken\.mp4 \| .*Invalid data", report)  # every dropped file, with its reason
+    assert re.search(r"\| probe \| .*folder\.mp4 \| a folder named like a video", report)
     # a folder of only bad files: the stage that emptied says so, in one line
     only_bad = tmp_path / "only_bad"
     only_bad.mkdir()

@@ -360,3 +360,33 @@ def test_two_process_ddp_keeps_replicas_in_sync(tiny_dir, toy, shared_cache, tmp
     assert "replicas in sync" in r.stderr and "on 2 processes" in r.stderr
     assert [p.name for p in checkpoint.checkpoints(out)] == ["ckpt-000003"]
     assert [row["phase"] for row in metrics(out)] == ["sds", "sds", "adversarial"]
+
+
+def test_bad_settings_fail_before_training(tiny_dir, toy, shared_cache, tmp_path, capsys):
+    """Optimizer values and an out_dir that cannot be written are one line before any weight loads."""
+    from eve.train.cli import main
+
+    (tmp_path / "file").write_text("x")
+    for extra, out, message in (
+        (["optim.lr=-1e-4"], tmp_path / "run", "optim.lr must be > 0, got -0.0001"),
+        (["optim.d_betas=[0.0,1.5]"], tmp_path / "run", "optim.d_betas must be two numbers in [0, 1)"),
+        ([], tmp_path / "file" / "run", f"run.out_dir={tmp_path / 'file' / 'run'}: {tmp_path / 'file'} is a file"),
+    ):
+        code = main(["--config", str(ROOT / "configs" / "tiny.yaml"), *overrides(tiny_dir, toy, out, shared_cache),
+                     *extra])
+        err = capsys.readouterr().err
+        assert code == 2 and message in err.strip().splitlines()[-1] and "Traceback" not in err, err
+        assert not (tmp_path / "run").exists()
+
+
+def test_partial_checkpoint_folders_are_removed(tmp_path):
+    """What a kill during a checkpoint write leaves (a temporary folder) goes; complete checkpoints stay."""
+    from eve.train import checkpoint
+
+    (tmp_path / "ckpt-000004").mkdir()
+    (tmp_path / "ckpt-000004" / "train_state.json").write_text("{}")
+    (tmp_path / ".ckpt-000006.tmp-4242").mkdir()
+    (tmp_path / ".ckpt-000006.tmp-4242" / "student_lora.safetensors").write_bytes(b"half")
+    assert checkpoint.remove_partial(tmp_path) == [tmp_path / ".ckpt-000006.tmp-4242"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt-000004"]
+    assert checkpoint.checkpoints(tmp_path) == [tmp_path / "ckpt-000004"]

@@ -9,10 +9,11 @@ VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".gif", ".mpg
 
 
 def list_videos(source: str) -> list[str]:
-    """A folder (recursively, by suffix) or a text file with one path per line (relative to the file)."""
+    """A folder (recursively, by suffix; a folder named like a video is listed too, so the probe reports it rather
+    than skipping it without a word) or a text file with one path per line (relative to the file)."""
     p = Path(source)
     if p.is_dir():
-        return sorted(str(f) for f in p.rglob("*") if f.is_file() and f.suffix.lower() in VIDEO_SUFFIXES)
+        return sorted(str(f) for f in p.rglob("*") if f.suffix.lower() in VIDEO_SUFFIXES)
     if p.is_file():
         lines = [line.strip() for line in p.read_text().splitlines() if line.strip() and not line.startswith("#")]
         return [str(q if Path(q).is_absolute() else (p.parent / q)) for q in lines]
@@ -25,6 +26,8 @@ def probe(path: str) -> dict:
     row = {"video": path, "ok": False, "error": "", "duration": 0.0, "fps": 0.0, "width": 0, "height": 0,
            "codec": "", "frames": 0}
     p = Path(path)
+    if p.is_dir():
+        return row | {"error": "a folder named like a video, not a video file"}
     if not p.is_file():
         return row | {"error": "file not found"}
     if p.stat().st_size == 0:

@@ -100,6 +100,15 @@ def save(
     return final
 
 
+def remove_partial(out_dir: str | os.PathLike) -> list[Path]:
+    """Delete the temporary folders of checkpoint writes that never finished (`save` renames a complete one into
+    place, so what is left under a temporary name was cut off); returns them."""
+    stale = sorted(Path(out_dir).glob(".ckpt-*.tmp-*"))
+    for p in stale:
+        shutil.rmtree(p, ignore_errors=True)
+    return stale
+
+
 def checkpoints(out_dir: str | os.PathLike) -> list[Path]:
     """Complete checkpoints, oldest first."""
     out = Path(out_dir)

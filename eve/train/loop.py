@@ -63,6 +63,17 @@ class Cursor:
         return {"epoch": self.epoch, "pos": self.pos}
 
 
+def check_writable(path: Path, field: str) -> None:
+    """The folder can be made and written: no file on its path, its nearest existing folder writable."""
+    for parent in [path, *path.parents]:
+        if parent.exists():
+            if not parent.is_dir():
+                raise EveError(f"{field}={path}: {parent} is a file, not a folder")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise EveError(f"{field}={path}: {parent} is not writable")
+            return
+
+
 def validate(cfg) -> None:
     """Everything checkable before weights load, so a bad run fails in seconds."""
     f, r = cfg.fdd, cfg.run
@@ -94,6 +105,17 @@ def validate(cfg) -> None:
                        "(set fdd.disc_first_frame=true or use more frames)")
     if not (f.use_sds or f.use_adversarial):
         raise EveError("fdd.use_sds and fdd.use_adversarial are both false: nothing to train")
+    o = cfg.optim
+    for name, value in (("lr", o.lr), ("d_lr", o.d_lr)):
+        if not value > 0:
+            raise EveError(f"optim.{name} must be > 0, got {value}")
+    for name, betas in (("betas", o.betas), ("d_betas", o.d_betas)):
+        if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
+            raise EveError(f"optim.{name} must be two numbers in [0, 1), got {list(betas)}")
+    if o.weight_decay < 0 or o.grad_clip < 0:
+        raise EveError(f"optim.weight_decay and optim.grad_clip must be >= 0, got {o.weight_decay}, {o.grad_clip}")
+    check_writable(Path(r.out_dir), "run.out_dir")
+
     if r.batch_size % r.micro_batch:
         raise EveError(f"run.batch_size={r.batch_size} is not a multiple of run.micro_batch={r.micro_batch}")
     if not 0 <= f.disc_warmup_steps <= f.sds_only_steps:
@@ -195,6 +217,7 @@ def _train(cfg, rows, out: Path, identity: RunIdentity, ckpt: Path | None, progr
     accum = per_step // world
     if acc.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
+        checkpoint.remove_partial(out)  # a kill during a checkpoint write left its temporary folder
         (out / "config.yaml").write_text(to_yaml(cfg))
         identity.write(out)
     torch.manual_seed(run.seed + rank)
