@@ -5,8 +5,9 @@ already done; once all items are done it writes <stage>.parquet atomically. A re
 was written from the same input and settings (recorded next to it), and skips journaled items otherwise.
 
 An item whose work raises (a damaged file: FFmpeg, OpenCV and numpy raise many error types) fails alone: it gives
-no rows, its reason is journaled and kept in `Stage.failures` (item id -> reason), and the stage goes on. An
-EveError (the user's configuration, not one file) still stops the run.
+no rows, its reason is journaled and kept in `Stage.failures` (item id -> reason), and the stage goes on; a re-run
+tries failed items again (their cause may have been fixed), so only a stage without failures is skipped whole. An
+EveError, ImportError or out-of-memory (the setup, not one file) still stops the run.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 import pandas as pd
+import torch
 from tqdm.auto import tqdm
 
 from eve.data.manifest import write_table
@@ -44,8 +46,8 @@ class Stage:
             workers: int = 1) -> pd.DataFrame:
         """rows_out = concat(work(row) for row in inputs), journaled by item_id(row)."""
         key = self.key(inputs)
-        if self.parquet.is_file() and self.meta.is_file() and json.loads(self.meta.read_text()).get("key") == key:
-            self.failures = json.loads(self.meta.read_text()).get("failures", {})
+        meta = json.loads(self.meta.read_text()) if self.meta.is_file() else {}
+        if self.parquet.is_file() and meta.get("key") == key and not meta.get("failures"):
             return pd.read_parquet(self.parquet)
         self.journal.parent.mkdir(parents=True, exist_ok=True)
         done: dict[str, list[dict]] = {}
@@ -57,21 +59,21 @@ class Stage:
                         rec = json.loads(line)
                     except json.JSONDecodeError:  # a line cut by a kill
                         continue
+                    if rec.get("error"):  # failed items are tried again: the cause may have been fixed
+                        continue
                     done[rec["id"]] = rec["rows"]
-                    if rec.get("error"):
-                        self.failures[rec["id"]] = rec["error"]
         with open(self.journal, "w") as f:  # rewrite: header + what is kept
             f.write(json.dumps({"key": key}) + "\n")
             for i, rows in done.items():
-                f.write(json.dumps({"id": i, "rows": rows, "error": self.failures.get(i)}, default=str) + "\n")
+                f.write(json.dumps({"id": i, "rows": rows}, default=str) + "\n")
         records = inputs.to_dict("records")
         todo = [r for r in records if item_id(r) not in done]
 
         def one(r):
             try:
                 return item_id(r), work(r), None
-            except EveError:
-                raise
+            except (EveError, ImportError, MemoryError, torch.OutOfMemoryError):
+                raise  # the setup, not one file: every item would fail the same way
             except Exception as e:  # one damaged file fails its own item, never the run
                 return item_id(r), [], f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"
 

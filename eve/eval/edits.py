@@ -73,6 +73,7 @@ def _read_manifest(path: Path) -> pd.DataFrame:
     from eve.data.manifest import read_manifest
 
     rows = read_manifest(path).copy()
+    rows["video"] = [str(Path(v).resolve()) for v in rows["video"]]  # the same edit whichever way it was spelled
     if "id" not in rows:
         rows["id"] = [f"{i:05d}-{t}" for i, t in enumerate(rows["task"])]
     for column in ("input_caption", "mask"):
@@ -175,4 +176,4 @@ def _find(videos: dict[str, Path], name: str, table: Path) -> str:
     found = videos.get(_key(name))
     if found is None:
         raise EveError(f"{table}: video {name!r} is not under {table.parent} (as {name}.mp4 or a {name}/ frame folder)")
-    return str(found)
+    return str(found.resolve())  # the same edit whichever way --edits was spelled

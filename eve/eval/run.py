@@ -104,7 +104,7 @@ def settings(cfg, method: Method, *, frames: int | None, seed: int, sdedit_stren
     made["config"] = hashlib.sha1(json.dumps([conf["model"], conf["edit"]], sort_keys=True, default=str).encode()
                                   ).hexdigest()[:16]
     if method.checkpoint:
-        made["checkpoint"] = [str(method.checkpoint), lora_fingerprint(method.checkpoint)]
+        made["checkpoint"] = [str(Path(method.checkpoint).resolve()), lora_fingerprint(method.checkpoint)]
     if method.kind == "sdedit":
         made["strength"] = sdedit_strength
     return made

@@ -106,13 +106,15 @@ def validate(cfg) -> None:
     if not (f.use_sds or f.use_adversarial):
         raise EveError("fdd.use_sds and fdd.use_adversarial are both false: nothing to train")
     o = cfg.optim
-    for name, value in (("lr", o.lr), ("d_lr", o.d_lr)):
-        if not value > 0:
-            raise EveError(f"optim.{name} must be > 0, got {value}")
-    for name, betas in (("betas", o.betas), ("d_betas", o.d_betas)):
-        if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
+    used = ("lr", "betas") + (("d_lr", "d_betas") if f.use_adversarial else ())  # the critic's only when trained
+    for name in ("lr", "d_lr"):
+        if name in used and not getattr(o, name) > 0:
+            raise EveError(f"optim.{name} must be > 0, got {getattr(o, name)}")
+    for name in ("betas", "d_betas"):
+        betas = getattr(o, name)
+        if name in used and (len(betas) != 2 or not all(0 <= b < 1 for b in betas)):
             raise EveError(f"optim.{name} must be two numbers in [0, 1), got {list(betas)}")
-    if o.weight_decay < 0 or o.grad_clip < 0:
+    if not (o.weight_decay >= 0 and o.grad_clip >= 0):  # NaN too
         raise EveError(f"optim.weight_decay and optim.grad_clip must be >= 0, got {o.weight_decay}, {o.grad_clip}")
     check_writable(Path(r.out_dir), "run.out_dir")
 
