@@ -292,16 +292,25 @@ class EveVideoEditPipeline(DiffusionPipeline):
         task, caption = self.describe(frames[0], instruction, caption, task)
         tasks = torch.tensor([task_id(task)])
         gen = generator if generator is not None else torch.Generator().manual_seed(cfg.seed)
-        N, _, H, W = frames.shape
+        H, W = frames.shape[-2:]
         size = fit_size(H, W, m.resolution, m.size_multiple, cfg.max_long_side)
         src = resize(frames, size).unsqueeze(0).to(m.device)  # [1, N, 3, h, w]
-        if method != "eve":
+        if method == "eve":
+            edited = self._eve(src, caption, instruction, tasks, steps=num_inference_steps, guidance=guidance_scale,
+                               image_guidance=image_guidance_scale, first_frame_steps=first_frame_steps, generator=gen)
+        else:
             edited = self._baseline(method, src, caption, instruction, tasks, steps=given(first_frame_steps,
                                     cfg.teacher_steps), strength=strength, generator=gen)
-            pixels = resize(m.decode_video(edited)[0].cpu(), (H, W)).clamp(-1, 1)
-            out = to_output((pixels + 1) / 2, output_type)
-            return EveVideoEditPipelineOutput(out, task, caption) if return_dict else (out,)
-        num_windows = len(window_slices(N, m.num_frames, cfg.window_overlap)) if N > 1 else 0
+        pixels = resize(m.decode_video(edited)[0].cpu(), (H, W)).clamp(-1, 1)
+        out = to_output((pixels + 1) / 2, output_type)
+        return EveVideoEditPipelineOutput(out, task, caption) if return_dict else (out,)
+
+    def _eve(self, src: Tensor, caption: str, instruction: str, tasks: Tensor, *, steps: int | None,
+             guidance: float | None, image_guidance: float | None, first_frame_steps: int | None,
+             generator: torch.Generator) -> Tensor:
+        """Latents [1, N, C, h, w] of EVE's edit (`__call__`'s `method="eve"`): frame 0, then the clip over windows."""
+        cfg, m = self.edit_cfg, self.model
+        num_windows = len(window_slices(src.shape[1], m.num_frames, cfg.window_overlap)) if src.shape[1] > 1 else 0
         with self.progress_bar(total=1 + num_windows) as bar:
             # 1. Frame 0 by the edit teacher alone (paper: "we edit the first frame using the edit adapter"), or with
             # a user LoRA by [θ, θ_edit, θ_LoRA(, θ_align)] (paper §4.4)
@@ -309,25 +318,23 @@ class EveVideoEditPipeline(DiffusionPipeline):
             text = m.encode_text([caption, instruction], role)
             base = Cond(caption=text[:1], instruction=text[1:], task=tasks)
             if role is Role.STUDENT and has_lora(m.unet):  # the aligned student: its own steps and guidance
-                steps, scales = given(num_inference_steps, cfg.steps), (given(guidance_scale, cfg.guidance),
-                                                                       given(image_guidance_scale, cfg.image_guidance))
+                first_steps = given(steps, cfg.steps)
+                scales = given(guidance, cfg.guidance), given(image_guidance, cfg.image_guidance)
             else:  # a teacher, or plug-and-play with a user LoRA: undistilled, the edit teacher's sampler
-                steps, scales = given(first_frame_steps, cfg.teacher_steps), (cfg.teacher_guidance,
-                                                                             cfg.teacher_image_guidance)
-            first = edit_first_frame(m, src[:, :1], base, steps=self._steps(steps), text_scale=scales[0],
-                                     image_scale=scales[1], generator=gen, role=role)
+                first_steps = given(first_frame_steps, cfg.teacher_steps)
+                scales = cfg.teacher_guidance, cfg.teacher_image_guidance
+            first = edit_first_frame(m, src[:, :1], base, steps=self._steps(first_steps), text_scale=scales[0],
+                                     image_scale=scales[1], generator=generator, role=role)
             bar.update()
             # 2. The clip by the student, window by window, each conditioned on the frames edited before it (the
             # caption read through the student's text-encoder LoRA, when its file has one).
             text = m.encode_text([caption, instruction], Role.STUDENT)
             base = Cond(caption=text[:1], instruction=text[1:], task=tasks)
-            edited = edit_windows(m, src, base, first, steps=self._steps(given(num_inference_steps, cfg.steps)),
-                                  overlap=cfg.window_overlap, text_scale=given(guidance_scale, cfg.guidance),
-                                  image_scale=given(image_guidance_scale, cfg.image_guidance), generator=gen,
+            edited = edit_windows(m, src, base, first, steps=self._steps(given(steps, cfg.steps)),
+                                  overlap=cfg.window_overlap, text_scale=given(guidance, cfg.guidance),
+                                  image_scale=given(image_guidance, cfg.image_guidance), generator=generator,
                                   progress=bar)
-        pixels = resize(m.decode_video(edited)[0].cpu(), (H, W)).clamp(-1, 1)
-        out = to_output((pixels + 1) / 2, output_type)
-        return EveVideoEditPipelineOutput(out, task, caption) if return_dict else (out,)
+        return edited
 
     def _baseline(self, method: str, src: Tensor, caption: str, instruction: str, tasks: Tensor, *, steps: int,
                   strength: float, generator: torch.Generator) -> Tensor:

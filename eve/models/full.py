@@ -132,6 +132,16 @@ def scheduler():
                          timestep_spacing="leading")
 
 
+def check_request(only: tuple[str, ...], dtype: str) -> None:
+    from eve.models.loading import DTYPES
+
+    unknown = [p for p in only if p not in PARTS]
+    if unknown:
+        raise EveError(f"unknown part(s) {', '.join(unknown)} (parts: {', '.join(PARTS)})")
+    if dtype not in DTYPES:
+        raise EveError(f"unknown dtype {dtype} (dtypes: {', '.join(DTYPES)})")
+
+
 def write_full(out_dir: str | os.PathLike, *, only: tuple[str, ...] = PARTS, dtype: str = "float16",
                seed: int = 0) -> Path:
     """Write the parts in `only` (all by default; eve.yaml only with all) to `out_dir`, weights in `dtype`."""
@@ -141,10 +151,7 @@ def write_full(out_dir: str | os.PathLike, *, only: tuple[str, ...] = PARTS, dty
     from eve.models.loading import DTYPES
     from eve.models.tiny import byte_tokenizer, write_sd_index
 
-    unknown = [p for p in only if p not in PARTS]
-    if unknown or dtype not in DTYPES:
-        raise EveError(f"unknown part(s) {', '.join(unknown)} or dtype {dtype} (parts: {', '.join(PARTS)}; dtypes: "
-                       f"{', '.join(DTYPES)})")
+    check_request(only, dtype)
     quiet_libraries()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -199,9 +206,9 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> None:
         only = tuple(p.strip() for p in args.only.split(",")) if args.only else PARTS
+        check_request(only, args.dtype)
         for part in only:
-            if part in BUILDERS:
-                print(f"{part}: {parameter_count(part):,} parameters (published: {PUBLISHED[part]:,.0f})")
+            print(f"{part}: {parameter_count(part):,} parameters (published: {PUBLISHED[part]:,.0f})")
         print(write_full(args.out_dir, only=only, dtype=args.dtype, seed=args.seed))
 
     return run_cli("eve.models.full", body)

@@ -32,7 +32,7 @@ from eve.train.augment import Augment
 from eve.train.ema import Ema, load_trained_state, trained_state
 from eve.train.fdd import Batch, FddDiscriminator, FddGenerator
 from eve.train.identity import RunIdentity, check_same_run
-from eve.train.real_samples import RealSampleCache, cache_dir, compute_samples, datapoint_key, row_generator
+from eve.train.real_samples import RealSampleCache, cache_dir, compute_and_store, compute_samples, datapoint_key
 from eve.train.real_samples import teacher_fingerprint
 from eve.train.samples import save_sample_grid
 
@@ -191,9 +191,7 @@ def train(cfg) -> Path:
     validate(cfg)
     check_weight_refs(cfg.model)
     rows = read_manifest(cfg.data.manifest, kind=manifest_kind(cfg))
-    out = Path(cfg.run.out_dir)
-    if out.exists() and not out.is_dir():
-        raise EveError(f"run.out_dir={out} is a file, not a folder")
+    out = Path(cfg.run.out_dir)  # validate checked that it can be made and written
     identity = RunIdentity.of(cfg, rows)
     check_same_run(out, identity, resume=cfg.run.resume, checkpoints=checkpoint.checkpoints(out))
     ckpt = checkpoint.find_resume(out, cfg.run.resume)
@@ -369,10 +367,8 @@ def _teacher_latents(cfg, model, rows, raw, cache, fingerprint, gen, need_real) 
     missing = [j for j, e in enumerate(entries) if e is None]
     if missing:
         sub = {k: v[missing] if isinstance(v, torch.Tensor) else [v[j] for j in missing] for k, v in raw.items()}
-        fresh = compute_samples(cfg, model, sub, [row_generator(cfg.run.seed, keys[j]) for j in missing])
-        for n, j in enumerate(missing):
-            entries[j] = {k: v[n].cpu() for k, v in fresh.items()}
-            cache.put(keys[j], entries[j])
+        for j, entry in zip(missing, compute_and_store(cfg, model, cache, sub, [keys[j] for j in missing])):
+            entries[j] = entry
     return {k: torch.stack([e[k] for e in entries]).to(model.device) for k in entries[0]}
 
 

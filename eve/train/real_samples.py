@@ -197,14 +197,21 @@ def fill_cache(cfg, model: EveModel | None = None, progress: bool = True, batch:
     bar = tqdm(total=len(todo), desc="teacher samples", disable=not progress)
     for start in range(0, len(todo), batch):
         ids = todo[start : start + batch]
-        b = collate([ds[i] for i in ids])
-        entries = compute_samples(cfg, model, b, [row_generator(cfg.run.seed, keys[i]) for i in ids])
-        for j, i in enumerate(ids):
-            cache.put(keys[i], {k: v[j] for k, v in entries.items()})
+        compute_and_store(cfg, model, cache, collate([ds[i] for i in ids]), [keys[i] for i in ids])
         bar.update(len(ids))
     bar.close()
     done = len(todo)
     return done
+
+
+def compute_and_store(cfg, model: EveModel, cache: RealSampleCache, b: dict, keys: list[str]) -> list[dict]:
+    """The cache entries of a collated batch whose row j is keyed keys[j], each computed with its own noise (so an
+    entry does not depend on what it was batched with), stored, and returned in order."""
+    out = compute_samples(cfg, model, b, [row_generator(cfg.run.seed, key) for key in keys])
+    entries = [{k: v[j].cpu() for k, v in out.items()} for j in range(len(keys))]
+    for key, entry in zip(keys, entries):
+        cache.put(key, entry)
+    return entries
 
 
 def compute_samples(cfg, model: EveModel, b: dict, generator: torch.Generator | list[torch.Generator],
