@@ -101,14 +101,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pnp-steps", type=int, nargs="+", default=[25, 50], help="plug-and-play steps")
     ap.add_argument("--teacher-steps", type=int, default=50, help="the edit teacher's steps (first frame, per frame)")
     ap.add_argument("--dtype", help="model.dtype (default: bfloat16 on a GPU, float32 on a CPU)")
+    ap.add_argument("--methods", nargs="+", default=["student", "plug-and-play", "per-frame teacher"],
+                    choices=["student", "plug-and-play", "per-frame teacher"])
     ap.add_argument("--out", default="bench/out/edit_speed.csv", help="CSV of every row")
+    ap.add_argument("overrides", nargs="*", metavar="key=value",
+                    help="config overrides, e.g. model.batch_guidance=false (guidance branches one call each)")
     args = ap.parse_args(argv)
     if not Path(args.config).is_file():
         print(f"edit_speed.py: error: {args.config} not found: write the stack first (python -m eve.models.full "
               f"{Path(args.config).parent})", file=sys.stderr)
         return 2
     cuda = torch.cuda.is_available()
-    overrides = [f"model.dtype={args.dtype or ('bfloat16' if cuda else 'float32')}"]
+    overrides = [f"model.dtype={args.dtype or ('bfloat16' if cuda else 'float32')}", *args.overrides]
     if args.resolution:
         overrides.append(f"model.resolution={args.resolution}")
     try:
@@ -123,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     size = cfg.model.resolution
     methods = ([("student", k) for k in args.ks] + [("plug-and-play", s) for s in args.pnp_steps]
                + [("per-frame teacher", args.teacher_steps)])
+    methods = [(m, s) for m, s in methods if m in args.methods]
     one_edit(model, frames=cfg.model.num_frames, size=size, method="student", steps=1, teacher_steps=1, cfg=cfg)
     rows = []
     for frames in args.frames:
@@ -138,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     df.to_csv(args.out, index=False)
     device = torch.cuda.get_device_name() if cuda else f"CPU ({torch.get_num_threads()} threads)"
     print(f"\n{device}, {size}x{size}, {cfg.model.dtype}, windows of {cfg.model.num_frames} frames overlapping by "
-          f"{cfg.edit.window_overlap}, first frame by the edit teacher at {args.teacher_steps} steps\n")
+          f"{cfg.edit.window_overlap}, first frame by the edit teacher at {args.teacher_steps} steps, guidance "
+          f"branches {'batched' if cfg.model.batch_guidance else 'one call each'}\n")
     print(markdown(df.set_index("method").round(3)))
     return 0
 

@@ -41,6 +41,10 @@ class ModelConfig:
     controlnet_text: Literal["instruction", "caption"] = "instruction"  # paper: ControlNet sees the instruction
     controlnet_scale: float = 1.0  # multiplier on the edit adapter's residuals
     sparsectrl_scale: float = 1.0
+    # guidance's 2-3 branches (no text / no image / full) as one batch through the networks: fewer, larger calls,
+    # the same result to float rounding (tests/test_composed.py); false: one call per branch, less memory at once
+    # (this applies to FDD's teacher calls in training too)
+    batch_guidance: bool = True
     prediction_type: Optional[Literal["epsilon", "v_prediction", "sample"]] = None  # None: the scheduler's
     zero_terminal_snr: Optional[bool] = None  # None: the scheduler's `rescale_betas_zero_snr`
     lora_rank: int = 64  # paper-notes OQ-13
@@ -59,7 +63,15 @@ class EditConfig:
     steps: int = 20  # student DDIM steps; K-bin training makes more steps than k usable (paper §3.3)
     guidance: float = 1.0  # student text CFG; 1 = off, distilled students run without CFG (OQ-22)
     image_guidance: float = 1.0  # student input-image CFG; 1 = off
-    teacher_steps: int = 50  # edit-teacher DDIM steps for the first frame
+    # edit-teacher DDIM steps for the first frame, which sets most of an edit's time. 10, from bench/first_frame.py
+    # on the shapes world: frame-0 success and the clip's score are those of 25 and 50 steps (within their spread)
+    # at a fifth of 50's cost; below 10 the one-to-many edits lose pattern contrast, at 2 steps success drops
+    # (InstructPix2Pix's own model card runs 10 too)
+    teacher_steps: int = 10
+    # who edits frame 0 (it sets the latency: bench/first_frame.py): "teacher", the edit teacher (the paper), or
+    # "student", the distilled student with its motion modules off at its own steps (falls back to the teacher
+    # without a student LoRA). A cached edit is given instead with edit.py --first-frame.
+    first_frame_by: Literal["teacher", "student"] = "teacher"
     teacher_guidance: float = 7.5  # edit-teacher text CFG (ip2p-style, OQ-6)
     teacher_image_guidance: float = 1.5  # edit-teacher image CFG
     timestep_spacing: Literal["trailing", "leading", "linspace"] = "trailing"
@@ -86,6 +98,9 @@ class DataConfig:
     stride: int = 2  # take every stride-th frame of the clip (OQ-23)
     size: Optional[int] = None  # square training crop side in pixels (paper: 512); None: model.resolution
     workers: int = 0  # DataLoader worker processes
+    # rows whose video cannot be decoded or is shorter than its clip, found by the pre-flight before any weight loads
+    # (eve/data/preflight.py): "error" names them and stops; "skip" names them and trains on the others
+    bad_rows: Literal["error", "skip"] = "error"
 
 
 @dataclass
@@ -224,6 +239,7 @@ class PrepConfig:
     llm_retries: int = 3
     llm_max_new_tokens: int = 512
     export_fps: Optional[float] = None  # None: the source rate
+    export_size: Optional[int] = 512  # clips' short side at most this (downscaled, never up; null: the source size)
     seed: int = 0
 
 

@@ -7,6 +7,10 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+if "EVE_CACHE" not in os.environ:  # the training pre-flight's frame counts: never the user's cache
+    import tempfile
+
+    os.environ["EVE_CACHE"] = tempfile.mkdtemp(prefix="eve-cache-")
 
 import eve  # noqa: E402, F401  (first: it fits the thread pools before torch loads, eve/utils/threads.py)
 import pytest  # noqa: E402

@@ -178,3 +178,32 @@ def test_guidance_scale_one_is_a_single_forward(model):
         guided = model.guided_x0(xt, t, cond, Role.EDIT_TEACHER, text_scale=5.0, image_scale=1.5)
     torch.testing.assert_close(plain, same, atol=0, rtol=0)
     assert (guided - plain).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("role,text_scale,image_scale", [(Role.EDIT_TEACHER, 5.0, 1.5), (Role.VIDEO_TEACHER, 4.0, 1.0),
+                                                         (Role.PLUG_AND_PLAY, 3.0, 1.0), (Role.PLUG_AND_PLAY, 3.0, 2.0)])
+def test_batched_guidance_is_the_branches_one_call_each(model, role, text_scale, image_scale):
+    """model.batch_guidance runs guidance's branches as one batch (the edit adapter's residuals only where it is on):
+    the same result as one call per branch, written out here from predict_x0 and the guidance formulas."""
+    from dataclasses import replace
+
+    from eve.diffusion.guidance import cfg, dual_cfg
+
+    xt, t, cond = inputs(model)
+    sw = ROLE_SWITCHES[role]
+    null = model.encode_text([""], role).expand_as(cond.caption)
+    no_text = replace(cond, caption=null, instruction=null)
+    with torch.no_grad():
+        full = model.predict_x0(xt, t, cond, role)
+        if image_scale == 1.0:
+            expected = cfg(model.predict_x0(xt, t, no_text, role), full, text_scale)
+        else:
+            uncond = model.predict_x0(xt, t, no_text, role, replace(sw, edit=False))
+            expected = dual_cfg(uncond, model.predict_x0(xt, t, no_text, role), full, text_scale, image_scale)
+        model.batch_guidance = True
+        batched = model.guided_x0(xt, t, cond, role, text_scale=text_scale, image_scale=image_scale)
+        model.batch_guidance = False
+        separate = model.guided_x0(xt, t, cond, role, text_scale=text_scale, image_scale=image_scale)
+    torch.testing.assert_close(separate, expected, atol=0, rtol=0)
+    torch.testing.assert_close(batched, expected, atol=1e-5, rtol=1e-5)
+    assert (batched - full).abs().max() > 1e-3, "guidance moved the prediction"

@@ -156,12 +156,18 @@ def test_user_error_from_the_real_entry_point_has_no_traceback(tiny_dir, tmp_pat
 
 
 def test_failure_mid_edit_leaves_no_output(tiny_dir, clip, tmp_path, monkeypatch):
+    """Killed after frames were already encoded (the writer streams): neither the output nor its temporary file."""
     from eve.editing import pipeline
 
-    def boom(*a, **k):
+    real = pipeline.stream_windows
+
+    def interrupted(*a, **k):
+        windows = real(*a, **k)
+        yield next(windows)
+        yield next(windows)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(pipeline.EveVideoEditPipeline, "__call__", boom)
+    monkeypatch.setattr(pipeline, "stream_windows", interrupted)
     out = tmp_path / "edited.mp4"
     assert main(args(tiny_dir / "eve.yaml", clip, out)) == 130
     assert not out.exists() and list(tmp_path.iterdir()) == []

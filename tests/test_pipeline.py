@@ -189,3 +189,42 @@ def test_a_writer_that_fails_falls_back_to_the_instruction(tmp_path, caplog):
     assert "outside the shapes grammar" in caplog.text
     with pytest.raises(EveError, match="neither a local model folder"):
         Describer(EditConfig(captioner="no_such_thing"))(frame, "make it night")
+
+
+def test_cheaper_first_frames_a_cached_edit_and_the_students_spatial_path(tiny_dir, tmp_path, capsys):
+    """first_frame: a cached edit of frame 0 is used as it is (no network evaluation for it, the clip conditioned on
+    it); edit.first_frame_by=student edits frame 0 with the student's own spatial path at its steps (k evaluations
+    instead of the teacher's 3 per step); edit.py refuses a cached frame of another size before loading weights."""
+    from eve.editing.cli import main
+    from eve.editing.windows import window_slices
+
+    pipe = EveVideoEditPipeline.from_pretrained(tiny_dir)
+    pipe.set_progress_bar_config(disable=True)
+    frames = moving_square(6, 16, 16)
+    cached = torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(5)) * 2 - 1
+    before = pipe.model.evaluations
+    out = edit(pipe, frames, first_frame=cached, num_inference_steps=2).frames
+    torch.testing.assert_close(out[0], (cached + 1) / 2, atol=1e-5, rtol=0)  # pixel-space tiny set: exact
+    windows = len(window_slices(6, pipe.model.num_frames, pipe.edit_cfg.window_overlap))
+    assert pipe.model.evaluations - before == windows * 2, "only the windows' steps: none for frame 0"
+    plain = edit(pipe, frames, num_inference_steps=2).frames
+    assert (out[1:] - plain[1:]).abs().max() > 1e-3, "the clip follows the cached frame 0"
+
+    torch.manual_seed(0)
+    pipe.model.add_lora(4, 4, ["to_q", "to_v"])
+    pipe.edit_cfg.first_frame_by = "student"
+    before = pipe.model.evaluations
+    edit(pipe, frames, num_inference_steps=2, first_frame_steps=5)
+    assert pipe.model.evaluations - before == 2 + windows * 2, "frame 0 at the student's 2 steps, no guidance"
+    pipe.edit_cfg.first_frame_by = "teacher"
+    before = pipe.model.evaluations
+    edit(pipe, frames, num_inference_steps=2, first_frame_steps=5)
+    assert pipe.model.evaluations - before == 3 * 5 + windows * 2, "the teacher: 5 steps x 3 guidance branches"
+
+    from eve.data.video import write_image, write_video
+
+    write_video(tmp_path / "in.mp4", frames, 8)
+    write_image(tmp_path / "f0.png", torch.zeros(3, 8, 8))
+    code = main(["--config", str(tiny_dir / "eve.yaml"), "--video", str(tmp_path / "in.mp4"), "--instruction", "x",
+                 "--output", str(tmp_path / "o.mp4"), "--first-frame", str(tmp_path / "f0.png")])
+    assert code == 2 and "--first-frame" in capsys.readouterr().err and not (tmp_path / "o.mp4").exists()

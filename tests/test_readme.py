@@ -61,6 +61,9 @@ RULES = [
     ("python -m eve.eval --edits data/shapes", RUN, ""),
     ("python -m eve.models.full", SKIP, "writes 2.8 GB of full-size random weights"),
     ("python bench/edit_speed.py", SKIP, "full-size edits on 2 CPU cores: about 20 minutes"),
+    ("python bench/first_frame.py", SKIP, "70 held-out clips x 7 first frames x 2 seeds: about 10 minutes"),
+    ("python bench/fdd_step.py --config runs/full/eve.yaml", SKIP, "a full-size FDD step on 2 CPU cores: 10 minutes"),
+    ("python bench/stream_memory.py", SKIP, "edits 4K clips of up to 60 s: about 40 minutes"),
 ]
 
 

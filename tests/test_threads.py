@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from eve.utils.threads import cgroup_quota, cores
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,3 +58,20 @@ def test_cgroup_quota_caps_the_cores(tmp_path):
     (v1 / "cpu" / "cpu.cfs_quota_us").write_text("50000")
     (v1 / "cpu" / "cpu.cfs_period_us").write_text("100000")
     assert cgroup_quota(v1) == 0.5 and cores(v1) == 1
+
+
+def test_large_buffers_are_mapped_unless_the_user_says_otherwise(monkeypatch):
+    """eve/utils/memory.py: glibc's mmap threshold fixed at 1 MB (so freed frame buffers go back to the system);
+    EVE_MMAP_THRESHOLD=off or the user's own MALLOC_MMAP_THRESHOLD_ leave malloc alone."""
+    import platform
+
+    from eve.utils.memory import bound_heap
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("glibc only")
+    assert bound_heap()
+    monkeypatch.setenv("EVE_MMAP_THRESHOLD", "off")
+    assert not bound_heap()
+    monkeypatch.delenv("EVE_MMAP_THRESHOLD")
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "65536")
+    assert not bound_heap()

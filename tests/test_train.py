@@ -390,3 +390,88 @@ def test_partial_checkpoint_folders_are_removed(tmp_path):
     assert checkpoint.remove_partial(tmp_path) == [tmp_path / ".ckpt-000006.tmp-4242"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt-000004"]
     assert checkpoint.checkpoints(tmp_path) == [tmp_path / "ckpt-000004"]
+
+
+def test_preflight_names_bad_rows_before_any_weight_loads(tiny_dir, toy, shared_cache, tmp_path, capsys, monkeypatch):
+    """A damaged clip and one shorter than its training clip are found by decoding every row's video before any
+    weight loads: listed, one line, exit 2, no run folder; the counts are cached by file, so a re-run decodes
+    nothing; data.bad_rows=skip trains on the other rows."""
+    import pandas as pd
+
+    from eve.data import preflight
+    from eve.data.manifest import read_manifest, write_table
+    from eve.data.video import write_video
+    from eve.models import EveModel
+    from eve.train.cli import main
+    from eve.train.loop import preflight as train_preflight
+    from conftest import moving_square
+    from test_data_prep import damage_payload
+
+    good = read_manifest(toy)
+    damaged = damage_payload(Path(good["video"][0]), tmp_path / "damaged.mp4")
+    short = write_video(tmp_path / "short.mp4", moving_square(2, 16, 16), 8)  # the clip takes 1 + 3 x 2 = 7 frames
+    rows = pd.concat([good, good.iloc[:1].assign(video=str(damaged)), good.iloc[:1].assign(video=str(short))])
+    manifest = write_table(rows.reset_index(drop=True), tmp_path / "manifest.csv")
+
+    def no_weights(*a, **k):
+        raise AssertionError("weights loaded before the pre-flight")
+
+    monkeypatch.setattr(EveModel, "from_config", no_weights)
+    decoded = []
+    real = preflight.count_frames
+    monkeypatch.setattr(preflight, "count_frames", lambda v: decoded.append(v) or real(v))
+    argv = ["--config", str(ROOT / "configs" / "tiny.yaml"), *overrides(tiny_dir, manifest, tmp_path / "run",
+                                                                         shared_cache)]
+    for _ in range(2):
+        code = main(argv)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and not any("Traceback" in line for line in err), err
+        n = len(good)
+        assert f"2 of {n + 2} rows of {manifest} cannot be used, first row {n} ({damaged}): cannot decode" in err[-1]
+        assert any(f"row {n + 1} ({short}): has 2 frames; the clip takes 7" in line for line in err), err
+        assert not (tmp_path / "run").exists()
+    videos = len(set(rows["video"]))
+    assert len(decoded) == videos + 1, "the second run found every count in the cache, the failure excepted"
+    assert decoded[-1] == str(damaged), "failures are not cached: the cause may have been fixed"
+    os.utime(short, ns=(0, 0))  # touched: counted again
+    cfg = cfg_for(tiny_dir, manifest, tmp_path / "run", shared_cache, "data.bad_rows=skip")
+    kept = train_preflight(cfg, read_manifest(manifest))
+    assert kept["video"].tolist() == good["video"].tolist()
+    assert sorted(decoded[videos + 1 :]) == sorted([str(damaged), str(short)])
+
+
+def test_a_full_disk_while_saving_is_one_line_and_keeps_the_newest_checkpoint(tmp_path, monkeypatch, capsys):
+    import errno
+
+    from eve.train import checkpoint
+    from eve.utils.cli import run_cli
+
+    lora = torch.nn.Linear(2, 2)
+    opt = torch.optim.AdamW(lora.parameters())
+    lora(torch.ones(1, 2)).sum().backward()
+    opt.step()
+
+    def save(step):
+        return checkpoint.save(tmp_path, step, write_lora=lambda d: (d / "student_lora.safetensors").write_bytes(b"x"),
+                               disc_state={}, optimizers={"opt_g": opt}, rng={}, state={"cursor": {}}, keep_last=0)
+
+    first = save(2)
+    before = {p.name: p.read_bytes() for p in first.iterdir()}
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoint, "save_file", full)
+    assert run_cli("train_fdd.py", lambda: save(4)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot write checkpoint" in err[0] and "No space left on device" in err[0], err
+    assert "(ckpt-000002) is intact" in err[0]
+    assert checkpoint.checkpoints(tmp_path) == [first] and sorted(p.name for p in tmp_path.iterdir()) == [first.name]
+    assert {p.name: p.read_bytes() for p in first.iterdir()} == before
+
+    def read_only():
+        raise OSError(errno.EROFS, "Read-only file system", str(tmp_path / "metrics.jsonl"))
+
+    assert run_cli("train_fdd.py", read_only) == 2
+    assert capsys.readouterr().err.strip() == (f"train_fdd.py: error: Read-only file system: {tmp_path / 'metrics.jsonl'}"
+                                               " (what was written before is kept; run again once it can be written)")

@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     from eve.data.prepare import prepare
     from eve.utils.cli import HelpFormatter, config_help, run_cli
     from eve.utils.logging import setup_logging
+    from eve.utils.memory import bound_heap
 
     ap = argparse.ArgumentParser(prog="python -m eve.data", description=DESCRIPTION, formatter_class=HelpFormatter,
                                  epilog=config_help(PrepConfig, KEYS) + "\n\nexample: python -m eve.data --config "
@@ -49,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("overrides", nargs="*", metavar="key=value", help="any key below, e.g. input=videos/ out=runs/data")
     args = ap.parse_args(argv)
     setup_logging()
+    bound_heap()  # frames decoded one at a time: their buffers go back to the system (eve/utils/memory.py)
     return run_cli("eve.data", lambda: print(prepare(load_config(args.config, args.overrides, schema=PrepConfig))),
                    "interrupted; run the same command again to resume")
 

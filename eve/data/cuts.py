@@ -17,26 +17,25 @@ from eve.errors import EveError
 
 def small_frames(path: str, width: int = 64) -> tuple[np.ndarray, float]:
     """All frames, [N, h, 64, 3] uint8 RGB, and the fps."""
-    import av
-    import cv2
+    from eve.data.video import VideoReader
 
-    with av.open(path) as c:
-        s = c.streams.video[0]
-        fps = float(s.average_rate or s.guessed_rate or 24)
-        out = []
-        for f in c.decode(s):
-            img = f.to_ndarray(format="rgb24")
-            h = max(1, round(img.shape[0] * width / img.shape[1]))
-            out.append(cv2.resize(img, (width, h), interpolation=cv2.INTER_AREA))
-    return (np.stack(out) if out else np.zeros((0, 1, width, 3), np.uint8)), fps
+    with VideoReader(path) as reader:
+        return np.stack([image for image, _ in reader.images(width)]), float(reader.fps)
 
 
 def content_change(frames: np.ndarray, step: int) -> np.ndarray:
     """Mean |HSV difference| between frame i and i - step, for i >= step (index i-step of the result)."""
     import cv2
 
-    hsv = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2HSV) for f in frames]).astype(np.float32)
-    return np.abs(hsv[step:] - hsv[:-step]).mean(axis=(1, 2, 3))
+    hsv = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2HSV) for f in frames])  # uint8: a float copy of a long clip's
+    # frames is 4x their size, so differences are taken a pair at a time
+    return np.array([np.abs(hsv[i].astype(np.float32) - hsv[i - step]).mean() for i in range(step, len(hsv))],
+                    np.float32)
+
+
+def luma_of(frames: np.ndarray) -> np.ndarray:
+    """Mean value of each frame, [N] float32 (a frame at a time)."""
+    return np.array([f.astype(np.float32).mean() for f in frames], np.float32)
 
 
 def fast_cuts(frames: np.ndarray, threshold: float, rates: list[int], fade_level: float) -> list[int]:
@@ -52,7 +51,7 @@ def fast_cuts(frames: np.ndarray, threshold: float, rates: list[int], fade_level
             lo, hi = int(i) + 1, int(i) + step
             single = content_change(frames[lo - 1 : hi + 1], 1) if hi + 1 - (lo - 1) > 1 else np.zeros(1)
             cand.add(lo + int(single.argmax()))
-    luma = frames.astype(np.float32).mean(axis=(1, 2, 3))
+    luma = luma_of(frames)
     dark = luma < fade_level
     # A fade changes every pixel's value, so the content passes fire on its way down; near black frames the
     # luma rule below places the boundary instead.
@@ -131,7 +130,7 @@ def scenes(frames: np.ndarray, threshold: float, rates: list[int], fade_level: f
         learned = learned_cuts(frames)
         cuts = [c for c in cuts if any(abs(c - x) <= 3 for x in learned)]
     bounds = [0] + cuts + [len(frames)]
-    luma = frames.astype(np.float32).mean(axis=(1, 2, 3))
+    luma = luma_of(frames)
     out = []
     for a, b in zip(bounds, bounds[1:]):
         if b > a and luma[a:b].mean() >= fade_level:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,8 @@ from eve.data.manifest import validate, write_table
 from eve.data.probe import list_videos, probe
 from eve.data.report import histogram_png, write_report
 from eve.data.stages import Stage
-from eve.errors import EveError
+from eve.data.video import VideoReader
+from eve.errors import BadInput, EveError
 
 logger = logging.getLogger(__name__)
 
@@ -31,19 +33,55 @@ def clip_id(video: str, start: int) -> str:
     return f"{Path(video).stem}-{hashlib.sha1(video.encode()).hexdigest()[:6]}-{start:06d}"
 
 
-def decode(path: str, width: int | None = None) -> np.ndarray:
-    """All frames [N, H, W, 3] uint8 (resized to `width` if given)."""
-    import av
-    import cv2
+def frame_at(path: str, index: int, width: int | None = None) -> np.ndarray:
+    """Frame `index` of the video (decoded up to it, nothing kept before it)."""
+    i = -1
+    with VideoReader(path) as reader:
+        for i, (image, _) in enumerate(reader.images(width)):
+            if i == index:
+                return image
+    raise BadInput(f"{path} decodes to {i + 1} frames, fewer than the split found (frame {index})")
 
-    with av.open(path) as c:
-        out = []
-        for f in c.decode(c.streams.video[0]):
-            img = f.to_ndarray(format="rgb24")
-            if width:
-                img = cv2.resize(img, (width, max(1, round(img.shape[0] * width / img.shape[1]))), interpolation=cv2.INTER_AREA)
-            out.append(img)
-    return np.stack(out)
+
+def clip_frames(path: str, clips: list[dict], width: int | None = None,
+                short_side: int | None = None) -> Iterator[tuple[dict, np.ndarray]]:
+    """(clip, its frames [n, H, W, 3]) for clips (dicts with start and end) of one video, each as soon as its last
+    frame is decoded; only frames some clip still needs are held. A video that decodes to fewer frames than its
+    clips reach is a BadInput (the split counted them)."""
+    if not clips:
+        return
+    last, i = max(c["end"] for c in clips), -1
+    held: dict[int, np.ndarray] = {}
+    with VideoReader(path) as reader:
+        for i, (image, _) in enumerate(reader.images(width, short_side)):
+            if any(c["start"] <= i < c["end"] for c in clips):
+                held[i] = image
+            for c in clips:
+                if c["end"] == i + 1:
+                    yield c, np.stack([held[j] for j in range(c["start"], c["end"])])
+            later = [c["start"] for c in clips if c["end"] > i + 1]
+            held = {j: f for j, f in held.items() if later and j >= min(later)}
+            if i + 1 >= last:
+                return
+    raise BadInput(f"{path} decodes to {i + 1} frames, fewer than the split found ({last})")
+
+
+def fresh_clips(folder: Path, settings: dict) -> None:
+    """Exported clips are reused by a resumed export only if they were made with these settings (a marker file
+    says which); others are deleted, so a manifest never mixes sizes or rates."""
+    marker = folder / ".export.json"
+    if folder.is_dir() and (not marker.is_file() or json.loads(marker.read_text()) != settings):
+        for old in folder.glob("*.mp4"):
+            old.unlink()
+    folder.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps(settings))
+
+
+def clip_name(row: dict) -> str:
+    """How the report names a clip: its file and frames (a whole file when it yielded no clip)."""
+    if row.get("start", -1) is None or row.get("start", -1) < 0:
+        return row["video"]
+    return f"{row['video']} frames {row['start']}-{row['end']}"
 
 
 def writer_for(cfg):
@@ -62,6 +100,8 @@ def prepare(cfg) -> Path:
         raise EveError(f"no videos found in {cfg.input}")
     if cfg.captions_file is None and cfg.caption_model is None:
         raise EveError("give captions_file or caption_model: clips need input captions")
+    if cfg.export_size is not None and cfg.export_size < 2:
+        raise EveError(f"export_size must be at least 2 pixels, or null for the source size; got {cfg.export_size}")
     if cfg.learned_cuts:
         cuts.require_transnet()
     out = Path(cfg.out)
@@ -71,6 +111,14 @@ def prepare(cfg) -> Path:
 
     def drop(reason: str, n: int = 1):
         drops[reason] = drops.get(reason, 0) + n
+
+    def dropped(stage: str, rows: pd.DataFrame, reason) -> None:
+        """Count clips dropped for a reason and list each with its file in the report (`reason`: text, or a column
+        of rows holding each one's)."""
+        reasons = rows[reason] if isinstance(reason, str) and reason in rows else [reason] * len(rows)
+        for r, why in zip(rows.to_dict("records"), reasons):
+            drop(why)
+            failed.append((stage, clip_name(r), why))
 
     def run(name: str, settings: dict, inputs: pd.DataFrame, item_id, work, workers: int) -> pd.DataFrame:
         """A stage whose failed items (damaged files) are dropped with their reason, the rest going on."""
@@ -115,19 +163,16 @@ def prepare(cfg) -> Path:
     clips = run("split", split_settings, probed[probed["ok"]], lambda r: r["video"], split, cfg.workers)
     ensure(clips, "split")
     no_clip = clips["clip_id"] == ""
-    drop("no scene as long as a clip", int(no_clip.sum()))
+    dropped("split", clips[no_clip], "no scene as long as a clip")
     clips = clips[~no_clip].reset_index(drop=True)
     ensure(clips, "split")
     counts += [("scenes", int(clips.groupby("video")["scene"].nunique().sum()) if len(clips) else 0), ("clips", len(clips))]
 
     # 3. score motion and text, per video (decoded once)
     def score(r):
-        frames = decode(r["video"], width=256)
-        rows = []
-        for c in clips[clips["video"] == r["video"]].to_dict("records"):
-            f = frames[c["start"] : c["end"]]
-            rows.append({"clip_id": c["clip_id"], "motion": scores.motion_score(f), "text_area": scores.text_area(f)})
-        return rows
+        mine = clips[clips["video"] == r["video"]].to_dict("records")
+        return [{"clip_id": c["clip_id"], "motion": scores.motion_score(f), "text_area": scores.text_area(f)}
+                for c, f in clip_frames(r["video"], mine, width=256)]
 
     scored = run("score", {}, clips[["video"]].drop_duplicates(), lambda r: r["video"], score, cfg.workers)
     ensure(scored, "score")
@@ -141,8 +186,7 @@ def prepare(cfg) -> Path:
         clips.loc[clips["motion"] < motion_min, "drop"] = f"static (motion < {motion_min:.3g})"
     if text_max is not None:
         clips.loc[(clips["drop"] == "") & (clips["text_area"] > text_max), "drop"] = f"text overlay (area > {text_max:.3g})"
-    for reason, n in clips.loc[clips["drop"] != "", "drop"].value_counts().items():
-        drop(reason, int(n))
+    dropped("filter", clips[clips["drop"] != ""], "drop")
     figures += [str(histogram_png(clips["motion"], out / "report" / "motion.png", "motion (optical flow)", motion_min)),
                 str(histogram_png(clips["text_area"], out / "report" / "text_area.png", "text area (OCR)", text_max))]
     kept = clips[clips["drop"] == ""].reset_index(drop=True)
@@ -156,8 +200,7 @@ def prepare(cfg) -> Path:
     def caption(r):
         text = lookup(table, r["clip_id"], r["video"]) if table is not None else None
         if text is None and captioner is not None:
-            frames = decode(r["video"])
-            text = captioner(frames[(r["start"] + r["end"]) // 2])
+            text = captioner(frame_at(r["video"], (r["start"] + r["end"]) // 2))
         return [{"clip_id": r["clip_id"], "input_caption": text or ""}]
 
     capt = run("captions", {"file": cfg.captions_file, "model": cfg.caption_model}, kept, lambda r: r["clip_id"],
@@ -165,7 +208,7 @@ def prepare(cfg) -> Path:
     ensure(capt, "captions")
     kept = kept.merge(capt, on="clip_id")
     nocap = kept["input_caption"] == ""
-    drop("no caption", int(nocap.sum()))
+    dropped("captions", kept[nocap], "no caption")
     kept = kept[~nocap].reset_index(drop=True)
     counts += [("captioned", len(kept))]
     ensure(kept, "captions")
@@ -175,7 +218,7 @@ def prepare(cfg) -> Path:
         scorer = scores.ClipScorer(cfg.clip_model, cfg.aesthetic_head)
 
         def clip_scores(r):
-            frame = decode(r["video"], width=256)[(r["start"] + r["end"]) // 2]
+            frame = frame_at(r["video"], (r["start"] + r["end"]) // 2, width=256)
             sim, aes = scorer(frame, r["input_caption"])
             return [{"clip_id": r["clip_id"], "clip_score": sim, "aesthetic": aes}]
 
@@ -188,7 +231,7 @@ def prepare(cfg) -> Path:
             figures.append(str(histogram_png(kept[col].dropna(), out / "report" / f"{col}.png", col, thr)))
             if thr is not None:
                 low = kept[col] < thr
-                drop(f"{col} < {thr:.3g}", int(low.sum()))
+                dropped("clip_scores", kept[low], f"{col} < {thr:.3g}")
                 kept = kept[~low].reset_index(drop=True)
         counts += [("after CLIP / aesthetic filters", len(kept))]
         ensure(kept, "clip_scores")
@@ -214,7 +257,8 @@ def prepare(cfg) -> Path:
         for r in ins[ins["rejected"] != "[]"].drop_duplicates("clip_id").to_dict("records"):
             f.write(json.dumps({"clip_id": r["clip_id"], "reasons": json.loads(r["rejected"]),
                                 "dropped": r["task"] == ""}) + "\n")
-    drop("instructions rejected", len(unwritten))
+    dropped("instructions", kept[kept["clip_id"].isin(unwritten["clip_id"])],
+            f"instructions rejected ({rejects_path.name})")
     ins = ins[ins["task"] != ""]
     counts += [("clips with 7 instructions", ins["clip_id"].nunique())]
 
@@ -225,18 +269,19 @@ def prepare(cfg) -> Path:
         raise EveError(f"no clip survived the stages; see {report} and {rejects_path}")
 
     def export(r):
-        from eve.data.video import to_tensor, write_video
+        from eve.data.video import VideoWriter, to_tensor
 
-        frames = decode(r["video"])
-        rows = []
-        for c in final[final["video"] == r["video"]].to_dict("records"):
-            path = out / "clips" / f"{c['clip_id']}.mp4"
-            if not path.is_file():
-                write_video(path, to_tensor(frames[c["start"] : c["end"]]), cfg.export_fps or c["fps"])
-            rows.append({"clip_id": c["clip_id"], "clip_path": str(path.relative_to(out))})
-        return rows
+        mine = final[final["video"] == r["video"]].to_dict("records")
+        path = {c["clip_id"]: out / "clips" / f"{c['clip_id']}.mp4" for c in mine}
+        todo = [c for c in mine if not path[c["clip_id"]].is_file()]
+        for c, frames in clip_frames(r["video"], todo, short_side=cfg.export_size):
+            with VideoWriter(path[c["clip_id"]], cfg.export_fps or c["fps"]) as writer:
+                writer.write(to_tensor(frames))
+        return [{"clip_id": c["clip_id"], "clip_path": str(path[c["clip_id"]].relative_to(out))} for c in mine]
 
-    exported = run("export", {"fps": cfg.export_fps}, final[["video"]].drop_duplicates(), lambda r: r["video"], export,
+    export_settings = {"fps": cfg.export_fps, "size": cfg.export_size}
+    fresh_clips(out / "clips", export_settings)
+    exported = run("export", export_settings, final[["video"]].drop_duplicates(), lambda r: r["video"], export,
                    cfg.workers)
     ensure(exported, "export")
     manifest = ins.merge(final[["clip_id", "input_caption"]], on="clip_id").merge(exported, on="clip_id")

@@ -40,14 +40,14 @@ def histogram_png(values, path: Path, title: str, threshold: float | None = None
 
 def write_report(out: Path, counts: list[tuple[str, int]], drops: dict[str, int], figures: list[str],
                  notes: list[str], failed: list[tuple[str, str, str]] = ()) -> Path:
-    """report/report.md: counts per stage, drop reasons, figures, notes, and every file or clip a stage failed on
-    (stage, item, reason)."""
+    """report/report.md: counts per stage, drop reasons, figures, notes, and every file or clip a stage failed on or
+    dropped (stage, item, reason)."""
     lines = ["# Data preparation report", "", "| stage | count |", "|---|---:|"]
     lines += [f"| {name} | {n} |" for name, n in counts]
     lines += ["", "| dropped because | clips |", "|---|---:|"]
     lines += [f"| {reason} | {n} |" for reason, n in sorted(drops.items(), key=lambda kv: -kv[1]) if n] or ["| (none) | 0 |"]
     if failed:
-        lines += ["", "| stage | failed on | reason |", "|---|---|---|"]
+        lines += ["", "| stage | failed or dropped | reason |", "|---|---|---|"]
         lines += [f"| {stage} | {item} | {reason.replace('|', '/')} |" for stage, item, reason in failed]
     lines += [""] + [f"![{Path(f).stem}]({Path(f).name})" for f in figures] + [""] + notes
     path = out / "report" / "report.md"

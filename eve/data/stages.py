@@ -24,7 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from eve.data.manifest import write_table
-from eve.errors import EveError
+from eve.errors import BadInput, EveError
 
 
 def fingerprint(*parts) -> str:
@@ -72,6 +72,8 @@ class Stage:
         def one(r):
             try:
                 return item_id(r), work(r), None
+            except BadInput as e:  # a file that cannot be read: its own item fails, with the file named
+                return item_id(r), [], str(e)
             except (EveError, ImportError, MemoryError, torch.OutOfMemoryError):
                 raise  # the setup, not one file: every item would fail the same way
             except Exception as e:  # one damaged file fails its own item, never the run

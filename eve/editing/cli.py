@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import logging
+from collections import deque
 from pathlib import Path
 
 from eve.errors import EveError
@@ -61,6 +63,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--lora", help="a style or subject LoRA θ_LoRA (any format above, UNet layers only), with the "
                                    "--checkpoint that aligned it, or alone (plug-and-play); sets model.lora")
     ap.add_argument("--fps", type=float, help="frame rate of a folder of frames (default: 8)")
+    ap.add_argument("--first-frame", help="frame 0 already edited (an image of the clip's size): a cached edit, used "
+                                          "instead of editing frame 0 (which sets most of an edit's time)")
     ap.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides (below)")
     return ap
 
@@ -117,7 +121,7 @@ def check_alignment(checkpoint: str, lora: str | None) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from eve.data.video import check_output_path, is_image_output, read_video, write_image, write_video
+    from eve.data.video import VideoReader, VideoWriter, check_output_path, is_image_output, read_video, write_image
     from eve.editing.describe import Describer
     from eve.editing.pipeline import EveVideoEditPipeline
     from eve.models.lora import inspect_lora, inspect_user_lora
@@ -143,25 +147,52 @@ def run(args: argparse.Namespace) -> None:
         check_alignment(args.checkpoint, cfg.model.lora)
     Describer(cfg.edit).check()  # edit.captioner / edit.writer name things that exist
     source = args.video or args.image
-    video = read_video(source, fps=args.fps)
-    if args.image and video.frames.shape[0] != 1:
-        raise EveError(f"--image {source} is a folder or video of {video.frames.shape[0]} frames: give it as --video")
-    if is_image_output(out) and video.frames.shape[0] != 1:
-        raise EveError(f"output {out} is an image, but {source} has {video.frames.shape[0]} frames: write .mp4 or .gif")
-    logger.info("read %s: %d frames, %dx%d, %s fps", source, video.frames.shape[0], video.size[1], video.size[0],
-                video.fps)
-    pipe = EveVideoEditPipeline.from_eve_config(cfg)
-    if args.checkpoint is not None:
-        pipe.load_lora_weights(args.checkpoint)
-    edited = pipe(video.frames, args.instruction, args.caption, task=args.task).frames
-    write_image(out, edited * 2 - 1) if is_image_output(out) else write_video(out, edited * 2 - 1, video.fps)
+    with VideoReader(source, fps=args.fps) as reader:
+        frames = iter(reader)
+        head = list(itertools.islice(frames, 2))  # decoded before any weight loads: a bad file fails fast
+        if args.image and len(head) > 1:
+            raise EveError(f"--image {source} is a folder or video of more than one frame: give it as --video")
+        if is_image_output(out) and len(head) > 1:
+            raise EveError(f"output {out} is an image, but {source} has more than one frame: write .mp4 or .gif")
+        H, W = head[0][0].shape[-2:]
+        first = None
+        if args.first_frame is not None:
+            if is_image_output(out):
+                raise EveError("--first-frame is the edit of a video's frame 0: with one frame, there is nothing left "
+                               "to edit")
+            first = read_video(args.first_frame).frames[0]
+            if tuple(first.shape[-2:]) != (H, W):
+                raise EveError(f"--first-frame {args.first_frame} is {first.shape[-1]}x{first.shape[-2]}, the video "
+                               f"is {W}x{H}")
+        logger.info("reading %s: %s frames, %dx%d, %s fps", source, reader.frame_count or "?", W, H, reader.fps)
+        pipe = EveVideoEditPipeline.from_eve_config(cfg)
+        if args.checkpoint is not None:
+            pipe.load_lora_weights(args.checkpoint)
+        if is_image_output(out):
+            write_image(out, pipe(head[0][0][None], args.instruction, args.caption, task=args.task).frames * 2 - 1)
+        else:
+            # frame by frame from the reader to the writer, so memory does not grow with the clip; each output frame
+            # takes its source frame's timestamp (variable frame rates kept), unless --fps set the rate
+            stamps: deque = deque()
+
+            def stamped():
+                for frame, pts in itertools.chain(head, frames):
+                    stamps.append(pts)
+                    yield frame
+
+            with VideoWriter(out, reader.fps, reader.time_base) as writer:
+                pipe.edit_stream(stamped(), args.instruction, args.caption,
+                                 lambda f: writer.write(f, [stamps.popleft()]), task=args.task, first_frame=first,
+                                 num_frames=reader.frame_count)
     logger.info("wrote %s", out)
 
 
 def main(argv: list[str] | None = None) -> int:
     from eve.utils.cli import run_cli
     from eve.utils.logging import setup_logging
+    from eve.utils.memory import bound_heap
 
     args = parser().parse_args(argv)
     setup_logging()
+    bound_heap()  # frames decoded one at a time: their buffers go back to the system (eve/utils/memory.py)
     return run_cli("edit.py", lambda: run(args), "interrupted; no output written")

@@ -2,7 +2,8 @@
 Details"), as a diffusers pipeline; `edit.py` and the Python API both run it.
 
 1. Resize to the working size (eve.data.video.fit_size: aspect ratio kept, short side = model.resolution, sides
-   rounded to the model's size multiple; no cropping) and back to the source size at the end.
+   rounded to the model's size multiple; no cropping) frame by frame as the clip is read, and back to the source
+   size as each window is decoded (`edit_stream`: memory does not grow with the clip, eve/editing/frames.py).
 2. Edit frame 0 with the edit teacher (many DDIM steps, ip2p-style text and image guidance). With a user's style or
    subject LoRA θ_LoRA (model.lora, `load_lora_weights(..., adapter_name="user")`), frame 0 is edited by
    [θ, θ_edit, θ_LoRA, θ_align] as an image (motion modules off): the aligned student of LoRA alignment (paper §4.4)
@@ -17,7 +18,9 @@ the first frame (issue 11).
 
 from __future__ import annotations
 
+import itertools
 import logging
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +34,8 @@ from eve.data.video import fit_size, resize
 from eve.diffusion.sampling import sample
 from eve.diffusion.timesteps import ddim_timesteps
 from eve.editing.describe import Describer
-from eve.editing.windows import window_slices
+from eve.editing.frames import Clip
+from eve.editing.windows import next_window, reach, window_slices
 from eve.errors import EveError
 from eve.models.composed import Cond, EveModel, Role
 from eve.models.known import Known
@@ -85,24 +89,44 @@ def sdedit(model: EveModel, src: Tensor, caption: Tensor, *, steps: Tensor, stre
 def edit_windows(model: EveModel, src: Tensor, base: Cond, first: Tensor, *, steps: Tensor, overlap: int,
                  role: Role = Role.STUDENT, text_scale: float = 1.0, image_scale: float = 1.0,
                  generator: torch.Generator, progress=None) -> Tensor:
-    """Edit clips src [B, N, 3, H, W] given their edited first frames [B, C, h, w]: sliding windows of the video
-    adapter's frame count, each conditioned on the frames edited before it. Returns latents [B, N, C, h, w]."""
-    B, N = src.shape[:2]
-    shape = first.shape[1:]
-    edited = torch.zeros(B, N, *shape, device=model.device)
-    edited[:, 0] = first
-    for win in window_slices(N, model.num_frames, overlap) if N > 1 else []:
+    """Edit whole clips src [B, N, 3, H, W] given their edited first frames [B, C, h, w] (`stream_windows` over a
+    tensor). Returns latents [B, N, C, h, w]."""
+    return torch.cat(list(stream_windows(model, Clip(src), base, first, steps=steps, overlap=overlap, role=role,
+                                         text_scale=text_scale, image_scale=image_scale, generator=generator,
+                                         progress=progress)), 1)
+
+
+def stream_windows(model: EveModel, clip: Clip, base: Cond, first: Tensor, *, steps: Tensor, overlap: int,
+                   role: Role = Role.STUDENT, text_scale: float = 1.0, image_scale: float = 1.0,
+                   generator: torch.Generator, progress=None) -> Iterator[Tensor]:
+    """Edit a clip given its edited first frame [B, C, h, w]: sliding windows of the video adapter's frame count,
+    each conditioned on the frames edited before it. Yields latents [B, n, C, h, w] of consecutive frames, frame 0
+    first, as each window is done; the clip is read as far as each window needs and what no later window can use
+    is released, so a streamed clip of any length holds at most two windows' frames."""
+    length = model.num_frames
+    B, shape = first.shape[0], first.shape[1:]
+    edited = {0: first}  # latents [B, C, h, w] of edited frames a later window may still use
+    yield first[:, None]
+    done = 1
+    while (win := next_window(done, clip.fill(reach(done, length, overlap)), length, overlap)) is not None:
         F = win.stop - win.start
         mask = torch.zeros(F, dtype=torch.bool)
         mask[: win.known] = True
-        known = Known(edited[:, win.start : win.stop].clone(), mask, noise((B, F, *shape), generator, model.device))
-        cond = Cond(base.caption, base.instruction, src[:, win.start : win.stop], base.task, known)
+        known = torch.zeros(B, F, *shape, device=model.device)
+        known[:, : win.known] = torch.stack([edited[i] for i in range(win.start, done)], 1)
+        known = Known(known, mask, noise((B, F, *shape), generator, model.device))
+        cond = Cond(base.caption, base.instruction, clip.get(win.start, win.stop), base.task, known)
         x = noise((B, F, *shape), generator, model.device)
         out = sample(model.denoiser(cond, role, text_scale=text_scale, image_scale=image_scale), x, steps, model.schedule)
-        edited[:, win.new.start : win.new.stop] = out[:, win.known :]
+        new = out[:, win.known :]
+        edited |= {i: new[:, j] for j, i in enumerate(win.new)}
+        done = win.stop
+        keep = done - length  # no later window starts before this (eve.editing.windows.next_window)
+        edited = {i: e for i, e in edited.items() if i >= keep}
+        clip.release(keep)
         if progress is not None:
             progress.update()
-    return edited
+        yield new
 
 
 @dataclass
@@ -132,7 +156,7 @@ class EveVideoEditPipeline(DiffusionPipeline):
     def __init__(self, unet, controlnet, text_encoder, tokenizer, scheduler, vae=None, motion_adapter=None,
                  sparsectrl=None, *, num_frames: int = 8, resolution: int = 512, first_frame: str = "replace",
                  controlnet_text: str = "instruction", controlnet_scale: float = 1.0, sparsectrl_scale: float = 1.0,
-                 edit: dict | None = None):
+                 batch_guidance: bool = True, edit: dict | None = None):
         super().__init__()
         from diffusers import UNet2DConditionModel, UNetMotionModel
 
@@ -150,13 +174,14 @@ class EveVideoEditPipeline(DiffusionPipeline):
         edit_cfg = EditConfig(**(edit or {}))
         self.register_to_config(num_frames=num_frames, resolution=resolution, first_frame=first_frame,
                                 controlnet_text=controlnet_text, controlnet_scale=controlnet_scale,
-                                sparsectrl_scale=sparsectrl_scale, edit=asdict(edit_cfg))
+                                sparsectrl_scale=sparsectrl_scale, batch_guidance=batch_guidance, edit=asdict(edit_cfg))
         codec = VaeCodec(vae) if vae is not None else IdentityCodec(unet.config.in_channels)
         # The composed model shares every module with the pipeline (no copies): roles are switches over them.
         self.model = EveModel(unet, controlnet, TextEncoder(tokenizer, text_encoder), codec,
                               schedule_from(dict(scheduler.config)), sparsectrl=sparsectrl, num_frames=num_frames,
                               resolution=resolution, first_frame=first_frame, controlnet_text=controlnet_text,
-                              controlnet_scale=controlnet_scale, sparsectrl_scale=sparsectrl_scale)
+                              controlnet_scale=controlnet_scale, sparsectrl_scale=sparsectrl_scale,
+                              batch_guidance=batch_guidance)
         self.edit_cfg = edit_cfg
         self.describe = Describer(edit_cfg)  # task and output caption when the user gives only an instruction
 
@@ -182,7 +207,8 @@ class EveVideoEditPipeline(DiffusionPipeline):
                    vae=vae, sparsectrl=parts["sparsectrl"], num_frames=parts["num_frames"],
                    resolution=parts["resolution"], first_frame=parts["first_frame"],
                    controlnet_text=parts["controlnet_text"], controlnet_scale=parts["controlnet_scale"],
-                   sparsectrl_scale=parts["sparsectrl_scale"], edit=asdict(cfg.edit))
+                   sparsectrl_scale=parts["sparsectrl_scale"], batch_guidance=parts["batch_guidance"],
+                   edit=asdict(cfg.edit))
         if cfg.model.lora:
             pipe.load_lora_weights(cfg.model.lora, adapter_name="user")
         return pipe
@@ -253,13 +279,14 @@ class EveVideoEditPipeline(DiffusionPipeline):
         guidance_scale: float | None = None,
         image_guidance_scale: float | None = None,
         first_frame_steps: int | None = None,
+        first_frame=None,
         generator: torch.Generator | None = None,
         output_type: str = "pt",
         return_dict: bool = True,
         method: str = "eve",
         strength: float = 0.6,
     ):
-        """Edit a clip of any length and aspect ratio.
+        """Edit a clip of any length and aspect ratio held in memory (`edit_stream` edits one read from a file).
 
         Args:
             video: frames as a tensor [F, 3, H, W] in [-1, 1], a uint8 array [F, H, W, 3], or a list of PIL images.
@@ -272,6 +299,8 @@ class EveVideoEditPipeline(DiffusionPipeline):
             num_inference_steps, guidance_scale, image_guidance_scale: the student's (edit.steps, edit.guidance,
                 edit.image_guidance); first_frame_steps: the edit teacher's for frame 0 (edit.teacher_steps), or
                 with a user LoRA and no student, plug-and-play's for frame 0.
+            first_frame: frame 0 already edited ([3, H, W] in [-1, 1], a uint8 array [H, W, 3] or a PIL image, the
+                clip's size): a cached edit, used as it is instead of editing frame 0 (method "eve" only).
             generator: a CPU torch.Generator (default: seeded with edit.seed); results do not depend on the device.
             output_type: "pt", "np" or "pil" (values in [0, 1]).
             method: "eve" (frame 0, then the clip over windows), or a baseline on the same resize, description and
@@ -279,87 +308,141 @@ class EveVideoEditPipeline(DiffusionPipeline):
                 guidance) or "sdedit" (`sdedit`: the backbone alone from the source noised to `strength` of the
                 schedule, the edit teacher's steps and text guidance).
         """
-        cfg, m = self.edit_cfg, self.model
         if output_type not in ("pt", "np", "pil"):
             raise EveError(f"output_type must be pt, np or pil, got {output_type!r}")
+        frames = as_frames(video)
+        edited: list[Tensor] = []
+        task, caption = self.edit_stream(frames, instruction, caption, edited.append, task=task,
+                                         num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
+                                         image_guidance_scale=image_guidance_scale, first_frame_steps=first_frame_steps,
+                                         first_frame=None if first_frame is None else as_frame(first_frame),
+                                         generator=generator, method=method, strength=strength,
+                                         num_frames=frames.shape[0])
+        out = to_output((torch.cat(edited) + 1) / 2, output_type)
+        return EveVideoEditPipelineOutput(out, task, caption) if return_dict else (out,)
+
+    @torch.no_grad()
+    def edit_stream(self, frames: Iterable[Tensor], instruction: str, caption: str | None,
+                    write: Callable[[Tensor], None], *, task: str | None = None,
+                    num_inference_steps: int | None = None, guidance_scale: float | None = None,
+                    image_guidance_scale: float | None = None, first_frame_steps: int | None = None,
+                    first_frame: Tensor | None = None, generator: torch.Generator | None = None,
+                    method: str = "eve", strength: float = 0.6, num_frames: int | None = None) -> tuple[str, str]:
+        """`__call__`'s edit, frame by frame: `frames` yields source-size frames [3, H, W] in [-1, 1]
+        (eve.data.video.VideoReader), and `write` is given each edited frame [1, 3, H, W] in [-1, 1] at the source
+        size, in order, as soon as its window is done. Each frame is resized to the working size as it is read and
+        dropped once no window needs it, and each window is decoded and upsampled on its own, so memory does not
+        grow with the clip's length or source resolution. `num_frames` (when known) only sizes the progress bar.
+        Returns (task, caption) as used."""
+        cfg, m = self.edit_cfg, self.model
         if method not in ("eve", "teacher", "sdedit"):
             raise EveError(f"method must be eve, teacher or sdedit, got {method!r}")
         if method == "sdedit" and not 0 < strength <= 1:
             raise EveError(f"strength must be in (0, 1], got {strength}")
-        frames = as_frames(video)
         if not instruction or not instruction.strip():
             raise EveError("the instruction is empty")
-        task, caption = self.describe(frames[0], instruction, caption, task)
+        frames = iter(frames)
+        first = next(frames, None)
+        if first is None:
+            raise EveError("the clip has no frames")
+        task, caption = self.describe(first, instruction, caption, task)
         tasks = torch.tensor([task_id(task)])
         gen = generator if generator is not None else torch.Generator().manual_seed(cfg.seed)
-        H, W = frames.shape[-2:]
+        H, W = first.shape[-2:]
+        if first_frame is not None and (method != "eve" or tuple(first_frame.shape) != (3, H, W)):
+            raise EveError(f"the edited first frame must be a [3, {H}, {W}] frame (the clip's size), for method eve; "
+                           f"got {list(first_frame.shape)} for method {method}")
         size = fit_size(H, W, m.resolution, m.size_multiple, cfg.max_long_side)
-        src = resize(frames, size).unsqueeze(0).to(m.device)  # [1, N, 3, h, w]
+        clip = Clip(stream=itertools.chain([first], frames), size=size, device=m.device)
         if method == "eve":
-            edited = self._eve(src, caption, instruction, tasks, steps=num_inference_steps, guidance=guidance_scale,
-                               image_guidance=image_guidance_scale, first_frame_steps=first_frame_steps, generator=gen)
+            chunks = self._eve(clip, caption, instruction, tasks, steps=num_inference_steps, guidance=guidance_scale,
+                               image_guidance=image_guidance_scale, first_frame_steps=first_frame_steps,
+                               first_frame=None if first_frame is None else resize(first_frame[None], size)[0],
+                               generator=gen, num_frames=num_frames)
         else:
-            edited = self._baseline(method, src, caption, instruction, tasks, steps=given(first_frame_steps,
-                                    cfg.teacher_steps), strength=strength, generator=gen)
-        pixels = resize(m.decode_video(edited)[0].cpu(), (H, W)).clamp(-1, 1)
-        out = to_output((pixels + 1) / 2, output_type)
-        return EveVideoEditPipelineOutput(out, task, caption) if return_dict else (out,)
+            chunks = self._baseline(method, clip, caption, instruction, tasks, steps=given(first_frame_steps,
+                                    cfg.teacher_steps), strength=strength, generator=gen, num_frames=num_frames)
+        for latents in chunks:  # decoded and upsampled a window, then a frame, at a time
+            for frame in m.decode_video(latents)[0].cpu():
+                write(resize(frame[None], (H, W)).clamp(-1, 1))
+        return task, caption
 
-    def _eve(self, src: Tensor, caption: str, instruction: str, tasks: Tensor, *, steps: int | None,
+    def _eve(self, clip: Clip, caption: str, instruction: str, tasks: Tensor, *, steps: int | None,
              guidance: float | None, image_guidance: float | None, first_frame_steps: int | None,
-             generator: torch.Generator) -> Tensor:
-        """Latents [1, N, C, h, w] of EVE's edit (`__call__`'s `method="eve"`): frame 0, then the clip over windows."""
+             first_frame: Tensor | None, generator: torch.Generator, num_frames: int | None) -> Iterator[Tensor]:
+        """Latents [1, n, C, h, w] of EVE's edit (`__call__`'s `method="eve"`), window by window: frame 0 (or
+        `first_frame`, a cached edit at the working size), then the clip over windows."""
         cfg, m = self.edit_cfg, self.model
-        num_windows = len(window_slices(src.shape[1], m.num_frames, cfg.window_overlap)) if src.shape[1] > 1 else 0
-        with self.progress_bar(total=1 + num_windows) as bar:
-            # 1. Frame 0 by the edit teacher alone (paper: "we edit the first frame using the edit adapter"), or with
-            # a user LoRA by [θ, θ_edit, θ_LoRA(, θ_align)] (paper §4.4)
-            role = Role.STUDENT if m.has_user_lora else Role.EDIT_TEACHER
-            text = m.encode_text([caption, instruction], role)
-            base = Cond(caption=text[:1], instruction=text[1:], task=tasks)
-            if role is Role.STUDENT and has_lora(m.unet):  # the aligned student: its own steps and guidance
-                first_steps = given(steps, cfg.steps)
-                scales = given(guidance, cfg.guidance), given(image_guidance, cfg.image_guidance)
-            else:  # a teacher, or plug-and-play with a user LoRA: undistilled, the edit teacher's sampler
-                first_steps = given(first_frame_steps, cfg.teacher_steps)
-                scales = cfg.teacher_guidance, cfg.teacher_image_guidance
-            first = edit_first_frame(m, src[:, :1], base, steps=self._steps(first_steps), text_scale=scales[0],
-                                     image_scale=scales[1], generator=generator, role=role)
+        total = 1 + len(window_slices(num_frames, m.num_frames, cfg.window_overlap)) if num_frames else None
+        with self.progress_bar(total=total) as bar:
+            first = self._first_frame(clip, caption, instruction, tasks, steps=steps, guidance=guidance,
+                                      image_guidance=image_guidance, first_frame_steps=first_frame_steps,
+                                      given_frame=first_frame, generator=generator)
             bar.update()
             # 2. The clip by the student, window by window, each conditioned on the frames edited before it (the
             # caption read through the student's text-encoder LoRA, when its file has one).
             text = m.encode_text([caption, instruction], Role.STUDENT)
             base = Cond(caption=text[:1], instruction=text[1:], task=tasks)
-            edited = edit_windows(m, src, base, first, steps=self._steps(given(steps, cfg.steps)),
-                                  overlap=cfg.window_overlap, text_scale=given(guidance, cfg.guidance),
-                                  image_scale=given(image_guidance, cfg.image_guidance), generator=generator,
-                                  progress=bar)
-        return edited
+            yield from stream_windows(m, clip, base, first, steps=self._steps(given(steps, cfg.steps)),
+                                      overlap=cfg.window_overlap, text_scale=given(guidance, cfg.guidance),
+                                      image_scale=given(image_guidance, cfg.image_guidance), generator=generator,
+                                      progress=bar)
 
-    def _baseline(self, method: str, src: Tensor, caption: str, instruction: str, tasks: Tensor, *, steps: int,
-                  strength: float, generator: torch.Generator) -> Tensor:
-        """Latents [1, N, C, h, w] of a baseline (`__call__`'s `method`), frames in chunks of the video adapter's
-        frame count."""
+    def _first_frame(self, clip: Clip, caption: str, instruction: str, tasks: Tensor, *, steps: int | None,
+                     guidance: float | None, image_guidance: float | None, first_frame_steps: int | None,
+                     given_frame: Tensor | None, generator: torch.Generator) -> Tensor:
+        """Latents [1, C, h, w] of frame 0's edit, as an image (motion modules off), by (edit.first_frame_by):
+
+        * "teacher": the edit teacher alone (paper: "we edit the first frame using the edit adapter") at
+          edit.teacher_steps with its text and image guidance;
+        * "student": the student's own spatial path [θ, θ_edit, θ_align] at its steps and guidance (k network
+          evaluations instead of the teacher's 3 x teacher_steps; without a student LoRA, the teacher);
+        * with a user LoRA: [θ, θ_edit, θ_LoRA(, θ_align)] (paper §4.4), the aligned student at its steps, or
+          without θ_align plug-and-play at the teacher's;
+        * `given_frame` (a cached edit, [3, h, w] at the working size): encoded as it is, no network evaluation.
+        """
+        cfg, m = self.edit_cfg, self.model
+        if given_frame is not None:
+            return m.encode_video(given_frame[None, None])[:, 0]
+        student = has_lora(m.unet) and (m.has_user_lora or cfg.first_frame_by == "student")
+        role = Role.STUDENT if m.has_user_lora or student else Role.EDIT_TEACHER
+        text = m.encode_text([caption, instruction], role)
+        base = Cond(caption=text[:1], instruction=text[1:], task=tasks)
+        if student:  # distilled: its own steps and guidance
+            first_steps = given(steps, cfg.steps)
+            scales = given(guidance, cfg.guidance), given(image_guidance, cfg.image_guidance)
+        else:  # a teacher, or plug-and-play with a user LoRA: undistilled, the edit teacher's sampler
+            first_steps = given(first_frame_steps, cfg.teacher_steps)
+            scales = cfg.teacher_guidance, cfg.teacher_image_guidance
+        clip.fill(1)
+        return edit_first_frame(m, clip.get(0, 1), base, steps=self._steps(first_steps), text_scale=scales[0],
+                                image_scale=scales[1], generator=generator, role=role)
+
+    def _baseline(self, method: str, clip: Clip, caption: str, instruction: str, tasks: Tensor, *, steps: int,
+                  strength: float, generator: torch.Generator, num_frames: int | None) -> Iterator[Tensor]:
+        """Latents [1, n, C, h, w] of a baseline (`__call__`'s `method`), in chunks of the video adapter's frame
+        count."""
         cfg, m = self.edit_cfg, self.model
         text = m.encode_text([caption, instruction], Role.EDIT_TEACHER)
         state = generator.get_state()
-        out = []
-        with self.progress_bar(total=-(-src.shape[1] // m.num_frames)) as bar:
-            for chunk in src[0].split(m.num_frames):
+        start = 0
+        with self.progress_bar(total=-(-num_frames // m.num_frames) if num_frames else None) as bar:
+            while (stop := clip.fill(start + m.num_frames)) > start:
+                chunk = clip.get(start, stop)[0]
                 generator.set_state(state)  # the same noise for every chunk: one noise for the whole clip
                 n = chunk.shape[0]
                 if method == "teacher":
                     base = Cond(caption=text[:1].expand(n, -1, -1), instruction=text[1:].expand(n, -1, -1),
                                 task=tasks.expand(n))
-                    out.append(edit_first_frame(m, chunk[:, None], base, steps=self._steps(steps),
-                                                text_scale=cfg.teacher_guidance,
-                                                image_scale=cfg.teacher_image_guidance, generator=generator,
-                                                shared_noise=True))
+                    yield edit_first_frame(m, chunk[:, None], base, steps=self._steps(steps),
+                                           text_scale=cfg.teacher_guidance, image_scale=cfg.teacher_image_guidance,
+                                           generator=generator, shared_noise=True)[None]
                 else:
-                    out.append(sdedit(m, chunk[None], text[:1], steps=self._steps(steps), strength=strength,
-                                      text_scale=cfg.teacher_guidance, generator=generator)[0])
+                    yield sdedit(m, chunk[None], text[:1], steps=self._steps(steps), strength=strength,
+                                 text_scale=cfg.teacher_guidance, generator=generator)
+                clip.release(stop)
+                start = stop
                 bar.update()
-        return torch.cat(out)[None]
 
 
 def given(value, default):
@@ -380,6 +463,15 @@ def as_frames(video) -> Tensor:
     if not isinstance(video, Tensor) or video.ndim != 4 or video.shape[1] != 3 or video.shape[0] < 1:
         raise EveError(f"expected frames [F, 3, H, W] with F >= 1, got {getattr(video, 'shape', type(video))}")
     return video.float()
+
+
+def as_frame(image) -> Tensor:
+    """One frame [3, H, W] in [-1, 1] from a tensor in that form, a uint8 array [H, W, 3] or a PIL image."""
+    import numpy as np
+
+    if isinstance(image, Tensor):
+        return as_frames(image[None])[0]
+    return as_frames([image] if hasattr(image, "convert") else np.asarray(image)[None])[0]
 
 
 def to_output(frames: Tensor, output_type: str):

@@ -28,21 +28,34 @@ def window_slices(num_frames: int, length: int, overlap: int = 1) -> list[Window
 
     Args:
         num_frames: frames in the clip (>= 1).
-        length: frames per window, the video adapter's frame count (clips shorter than it get one window).
+        length: frames per window, the video adapter's frame count (clips shorter than it get one window; a
+            one-frame clip, frame 0 alone, needs none).
         overlap: already-edited frames each later window starts with, 1 <= overlap < length.
     """
     if num_frames < 1:
         raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+    windows, done = [], 1
+    while (win := next_window(done, num_frames, length, overlap)) is not None:
+        windows.append(win)
+        done = win.stop
+    return windows
+
+
+def reach(done: int, length: int, overlap: int) -> int:
+    """How many frames of the clip must be known (read) to place the window after frames [0, done) are edited: a
+    stream reads this far, then calls `next_window` with what it found."""
+    return max(0, done - overlap) + length
+
+
+def next_window(done: int, available: int, length: int, overlap: int) -> Window | None:
+    """The window after frames [0, done) are edited, or None when the clip has no frame left. `available`: frames
+    that exist up to `reach(done, ...)` (fewer only when the clip ends before it), so a stream of unknown length
+    places its windows exactly as `window_slices` does for the whole clip."""
     if length < 2:
         raise ValueError(f"window length must be >= 2, got {length}")
     if not 1 <= overlap < length:
         raise ValueError(f"window overlap must be in [1, {length - 1}], got {overlap}")
-    if num_frames <= length:
-        return [Window(0, num_frames, 1)]
-    windows = [Window(0, length, 1)]
-    done = length  # frames [0, done) are edited
-    while done < num_frames:
-        start = min(done - overlap, num_frames - length)
-        windows.append(Window(start, start + length, done - start))
-        done = start + length
-    return windows
+    if available <= done:
+        return None
+    start = max(0, min(done - overlap, available - length))
+    return Window(start, min(start + length, available), done - start)

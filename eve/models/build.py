@@ -132,4 +132,5 @@ def load_parts(cfg) -> dict:
         controlnet_text=cfg.controlnet_text,
         controlnet_scale=cfg.controlnet_scale,
         sparsectrl_scale=cfg.sparsectrl_scale,
+        batch_guidance=cfg.batch_guidance,
     )

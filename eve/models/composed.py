@@ -87,6 +87,26 @@ class Cond:
         )
 
 
+def cat_conds(conds: list[Cond]) -> Cond:
+    """Conditionings of equal batch size as one batch (the order kept: batch_guidance's branches)."""
+    def cat(values: list[Tensor | None]) -> Tensor | None:
+        return None if values[0] is None else torch.cat(values)
+
+    known = None
+    if conds[0].known is not None:
+        ks = [c.known for c in conds]
+        known = Known(cat([k.latents for k in ks]), ks[0].mask, cat([k.noise for k in ks]))
+    return Cond(cat([c.caption for c in conds]), cat([c.instruction for c in conds]), cat([c.source for c in conds]),
+                cat([c.task for c in conds]), known)
+
+
+def scatter_rows(values: Tensor, rows: Tensor) -> Tensor:
+    """values for the True rows of `rows` placed in zeros for all of them."""
+    out = values.new_zeros(len(rows), *values.shape[1:])
+    out[rows] = values
+    return out
+
+
 @contextmanager
 def motion_bypassed(unet: nn.Module) -> Iterator[None]:
     """Make every motion module the identity for the duration (paper: the edit teacher treats frames as a batch).
@@ -132,6 +152,7 @@ class EveModel(nn.Module):
         controlnet_text: str = "instruction",
         controlnet_scale: float = 1.0,
         sparsectrl_scale: float = 1.0,
+        batch_guidance: bool = True,
     ):
         super().__init__()
         if first_frame not in known_frames.MECHANISMS:
@@ -150,6 +171,12 @@ class EveModel(nn.Module):
         self.controlnet_text = controlnet_text
         self.controlnet_scale = controlnet_scale
         self.sparsectrl_scale = sparsectrl_scale
+        # classifier-free guidance's branches (2 or 3) as one batch through the networks instead of one call each:
+        # the same sum, in fewer and larger calls, at 2-3x the activation memory of one call (model.batch_guidance;
+        # tests/test_composed.py bounds the difference). It applies to FDD's teacher calls too.
+        self.batch_guidance = batch_guidance
+        self._null: dict[bool, Tensor] = {}  # the empty prompt's embedding, by whether the text LoRA reads it
+        self.evaluations = 0  # network evaluations so far (a batch of guidance branches counts each branch)
         self._active: tuple[str, ...] | None = None  # the LoRA adapters switched on now (None: not known)
         # False: the motion modules are off in every role, so frames are images (LoRA alignment trains and image
         # edits run this way: paper §4.4 "no temporal layers"); see `per_frame`.
@@ -246,9 +273,12 @@ class EveModel(nn.Module):
 
     # ------------------------------------------------------------------ the network
 
-    def forward(self, xt: Tensor, t: Tensor, cond: Cond, role: Role = Role.STUDENT, switches: Switches | None = None) -> Tensor:
-        """Raw backbone output [B, F, C, h, w] for x_t [B, F, C, h, w] at timesteps t [B]."""
+    def forward(self, xt: Tensor, t: Tensor, cond: Cond, role: Role = Role.STUDENT, switches: Switches | None = None,
+                edit_rows: Tensor | None = None) -> Tensor:
+        """Raw backbone output [B, F, C, h, w] for x_t [B, F, C, h, w] at timesteps t [B]. `edit_rows` ([B] bool),
+        with the edit adapter switched on: the rows that get its residuals (the others get none, as with it off)."""
         sw = switches or ROLE_SWITCHES[Role(role)]
+        self.evaluations += 1
         if Role(role) is Role.LORA_TEACHER and not self.has_user_lora:  # else silently the bare backbone
             raise EveError("the LoRA teacher needs a user LoRA: attach one (model.lora=PATH)")
         if not self.temporal:
@@ -263,7 +293,7 @@ class EveModel(nn.Module):
         caption_bf = cond.caption.to(self.dtype).repeat_interleave(F, 0)  # [(B F), L, D], b-major like (b f)
         down, mid = None, None
         if sw.edit:
-            down, mid = self._edit_residuals(x, t, cond)
+            down, mid = self._edit_residuals(x, t, cond, edit_rows)
         if known is not None and self.first_frame == "sparsectrl":
             sd, sm = known_frames.sparsectrl_residuals(self.sparsectrl, x, t, caption_bf, known, self.sparsectrl_scale)
             down = sd if down is None else [a + b for a, b in zip(down, sd)]
@@ -281,8 +311,16 @@ class EveModel(nn.Module):
             out = known_frames.replace_output(out, given, t, known, self.schedule)
         return out
 
-    def _edit_residuals(self, x: Tensor, t: Tensor, cond: Cond) -> tuple[list[Tensor], Tensor]:
-        """ControlNet residuals, per frame (paper footnote 1: frames stacked independently as a batch)."""
+    def _edit_residuals(self, x: Tensor, t: Tensor, cond: Cond, rows: Tensor | None = None) -> tuple[list[Tensor], Tensor]:
+        """ControlNet residuals, per frame (paper footnote 1: frames stacked independently as a batch); with `rows`,
+        computed for those rows only and zero for the others (adding zero is adding nothing)."""
+        if rows is not None and not bool(rows.all()):
+            F = x.shape[1]
+            pick = lambda v: None if v is None else v[rows.to(v.device)]  # noqa: E731 (task, source: any device)
+            sub = Cond(pick(cond.caption), pick(cond.instruction), pick(cond.source), pick(cond.task))
+            down, mid = self._edit_residuals(x[rows.to(x.device)], t[rows.to(t.device)], sub)
+            per_frame = rows.to(x.device).repeat_interleave(F)
+            return [scatter_rows(r, per_frame) for r in down], scatter_rows(mid, per_frame)
         if cond.source is None:
             raise ValueError("the edit adapter needs cond.source (the input frames)")
         B, F, C, h, w = x.shape
@@ -345,8 +383,9 @@ class EveModel(nn.Module):
         finally:
             self.temporal = before
 
-    def predict_x0(self, xt: Tensor, t: Tensor, cond: Cond, role: Role = Role.STUDENT, switches: Switches | None = None) -> Tensor:
-        return self.schedule.x0_from_output(xt, self(xt, t, cond, role, switches), t)
+    def predict_x0(self, xt: Tensor, t: Tensor, cond: Cond, role: Role = Role.STUDENT, switches: Switches | None = None,
+                   edit_rows: Tensor | None = None) -> Tensor:
+        return self.schedule.x0_from_output(xt, self(xt, t, cond, role, switches, edit_rows), t)
 
     def guided_x0(
         self, xt: Tensor, t: Tensor, cond: Cond, role: Role, *, text_scale: float = 1.0, image_scale: float = 1.0
@@ -354,17 +393,44 @@ class EveModel(nn.Module):
         """x0 with classifier-free guidance. Null text is the empty string's embedding for caption and
         instruction; the null image turns the edit adapter off. Scales of 1 cost one forward."""
         sw = ROLE_SWITCHES[Role(role)]
-        full = self.predict_x0(xt, t, cond, role)
         use_image = sw.edit and image_scale != 1.0
         if text_scale == 1.0 and not use_image:
-            return full
-        null = self.encode_text([""], role).expand_as(cond.caption)
+            return self.predict_x0(xt, t, cond, role)
+        null = self.null_text(role).expand_as(cond.caption)
         no_text = replace(cond, caption=null, instruction=None if cond.instruction is None else null)
         if not use_image:
-            return cfg_combine(self.predict_x0(xt, t, no_text, role), full, text_scale)
-        uncond = self.predict_x0(xt, t, no_text, role, replace(sw, edit=False))
-        image_only = self.predict_x0(xt, t, no_text, role)
+            uncond, full = self._branches(xt, t, [(no_text, sw.edit), (cond, sw.edit)], role)
+            return cfg_combine(uncond, full, text_scale)
+        uncond, image_only, full = self._branches(xt, t, [(no_text, False), (no_text, True), (cond, True)], role)
         return dual_cfg(uncond, image_only, full, text_scale, image_scale)
+
+    def _branches(self, xt: Tensor, t: Tensor, branches: list[tuple[Cond, bool]], role: Role) -> list[Tensor]:
+        """x0 of each (conditioning, edit adapter on) branch of one guided prediction: one call each, or with
+        `batch_guidance` all in one batch (the edit adapter's residuals only for the rows that have it on)."""
+        sw = ROLE_SWITCHES[Role(role)]
+        if not self.batch_guidance:
+            return [self.predict_x0(xt, t, c, role, None if edit == sw.edit else replace(sw, edit=edit))
+                    for c, edit in branches]
+        B, n = xt.shape[0], len(branches)
+        t = torch.as_tensor(t, device=xt.device).long().reshape(-1).expand(B)
+        edits = [edit for _, edit in branches]
+        self.evaluations += n - 1  # one call, n evaluations
+        rows = torch.tensor(edits, device=xt.device).repeat_interleave(B)
+        out = self.predict_x0(xt.repeat(n, 1, 1, 1, 1), t.repeat(n), cat_conds([c for c, _ in branches]), role,
+                              replace(sw, edit=any(edits)), edit_rows=rows if any(edits) else None)
+        return list(out.chunk(n))
+
+    def null_text(self, role: Role) -> Tensor:
+        """The empty prompt's embedding [1, L, D] as `role` reads it, encoded once (again under a trained text LoRA,
+        whose weights change)."""
+        lora = ROLE_SWITCHES[Role(role)].lora
+        if lora and self.text.has_lora:
+            return self.encode_text([""], role)
+        cached = self._null.get(lora)
+        if cached is None or cached.device != self.device or cached.dtype != self.dtype:
+            with torch.no_grad():
+                self._null[lora] = self.encode_text([""], role)
+        return self._null[lora]
 
     def denoiser(self, cond: Cond, role: Role, *, text_scale: float = 1.0, image_scale: float = 1.0):
         """A Denoiser callable (x_t, t) -> x0 for eve.diffusion.sample."""

@@ -23,6 +23,7 @@ import shutil
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
@@ -78,8 +79,8 @@ def save(
     final = folder(out, step)
     tmp = out / f".ckpt-{step:06d}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     try:
+        tmp.mkdir(parents=True)
         write_lora(tmp)
         if disc_state:
             save_file({k: v.detach().cpu().contiguous() for k, v in disc_state.items()}, str(tmp / "discriminator.safetensors"))
@@ -94,6 +95,12 @@ def save(
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
+    except (OSError, SafetensorError) as e:  # a full disk, a quota, permissions: one line, the newest complete
+        # checkpoint untouched
+        newest = checkpoints(out)
+        raise EveError(f"cannot write checkpoint {final}: {getattr(e, 'strerror', None) or e}; the newest complete "
+                       f"checkpoint ({newest[-1].name if newest else 'none yet'}) is intact: run the same command to "
+                       "resume once it can be written") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     prune(out, keep_last)

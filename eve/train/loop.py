@@ -16,12 +16,14 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
 from eve.config import portable_yaml, to_yaml
 from eve.data.clips import CaptionRows, ClipDataset, collate
 from eve.data.manifest import read_manifest
+from eve.data.preflight import check_rows
 from eve.errors import EveError
 from eve.models.composed import EveModel
 from eve.models.discriminator import DinoFeatures, EditDiscriminator, VideoDiscriminator, trainable_state_dict
@@ -126,6 +128,23 @@ def validate(cfg) -> None:
         raise EveError("model.dino names no feature network, which the discriminators need (or set fdd.use_adversarial=false)")
 
 
+def preflight(cfg, rows: pd.DataFrame) -> pd.DataFrame:
+    """Every row's video decoded and its frames counted before any weight loads (eve/data/preflight.py): rows that
+    cannot be used are listed, then stop the run (data.bad_rows=error) or are left out (skip)."""
+    bad = check_rows(rows, cfg.model.num_frames, cfg.data.stride, workers=max(2, cfg.data.workers))
+    if not bad:
+        return rows
+    for b in bad[:20]:
+        logger.error("%s", b)
+    if len(bad) > 20:
+        logger.error("... and %d more rows", len(bad) - 20)
+    if cfg.data.bad_rows == "skip" and len(bad) < len(rows):
+        logger.warning("data.bad_rows=skip: training on the other %d of %d rows", len(rows) - len(bad), len(rows))
+        return rows.drop(index=rows.index[[b.row for b in bad]]).reset_index(drop=True)
+    raise EveError(f"{len(bad)} of {len(rows)} rows of {cfg.data.manifest} cannot be used, first {bad[0]}; fix or "
+                   "remove them" + (", or set data.bad_rows=skip to train on the others" if len(bad) < len(rows) else ""))
+
+
 def manifest_kind(cfg) -> str:
     """LoRA alignment's data are captions (paper §4.4: "we do not use images during training")."""
     return "captions" if cfg.fdd.mode == "lora_align" else "video"
@@ -191,6 +210,8 @@ def train(cfg) -> Path:
     validate(cfg)
     check_weight_refs(cfg.model)
     rows = read_manifest(cfg.data.manifest, kind=manifest_kind(cfg))
+    if manifest_kind(cfg) == "video":
+        rows = preflight(cfg, rows)
     out = Path(cfg.run.out_dir)  # validate checked that it can be made and written
     identity = RunIdentity.of(cfg, rows)
     check_same_run(out, identity, resume=cfg.run.resume, checkpoints=checkpoint.checkpoints(out))

@@ -1,10 +1,12 @@
 """What every entry point does with errors: a user error (EveError) is one line on stderr and exit code 2, an
-interrupt is exit code 130 with a note; anything else is a bug and keeps its traceback."""
+interrupt is exit code 130 with a note; a full disk or read-only file system is one line too (exit 2); anything else
+is a bug and keeps its traceback."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import sys
 from typing import Callable
 
@@ -20,7 +22,18 @@ def run_cli(prog: str, body: Callable[[], None], interrupted: str = "interrupted
     except KeyboardInterrupt:
         print(f"{prog}: {interrupted}", file=sys.stderr)
         return 130
+    except OSError as e:
+        if e.errno not in DISK_ERRORS:
+            raise
+        where = f": {e.filename}" if e.filename else ""
+        print(f"{prog}: error: {e.strerror or e}{where} (what was written before is kept; run again once it can be "
+              "written)", file=sys.stderr)
+        return 2
     return 0
+
+
+# the disk, not the program: a full disk or quota, a read-only file system
+DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
 
 
 def config_help(schema: type, keys: dict[str, str], title: str = "main key=value options") -> str:

@@ -43,14 +43,14 @@ class Method:
 
 
 class Counter:
-    """Counts calls of the composed model (one call = one network evaluation of a batch)."""
+    """Network evaluations of the composed model (guidance branches batched into one call count one each)."""
 
     def __init__(self, model: EveModel):
-        self.n = 0
-        model.register_forward_pre_hook(self._hook)
+        self.model = model
 
-    def _hook(self, *_):
-        self.n += 1
+    @property
+    def n(self) -> int:
+        return self.model.evaluations
 
 
 class Evaluator:
