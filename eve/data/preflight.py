@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from eve.errors import EveError
+from eve.utils.files import write_text_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -86,9 +87,7 @@ class FrameCounts:
             return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
-            tmp.write_text(json.dumps(self._known))
-            os.replace(tmp, self.path)
+            write_text_atomic(self.path, json.dumps(self._known))
         except OSError as e:
             logger.warning("could not cache frame counts in %s (%s): the next run decodes the clips again",
                            self.path, e.strerror)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
@@ -25,6 +24,7 @@ from tqdm.auto import tqdm
 
 from eve.data.manifest import write_table
 from eve.errors import BadInput, EveError
+from eve.utils.files import write_text_atomic
 
 
 def fingerprint(*parts) -> str:
@@ -92,7 +92,5 @@ class Stage:
                 bar.update()
         out = pd.DataFrame([row for r in records for row in done[item_id(r)]])
         write_table(out, self.parquet)
-        tmp = self.meta.with_name(self.meta.name + ".tmp")
-        tmp.write_text(json.dumps({"key": key, "rows": len(out), "failures": self.failures}))
-        os.replace(tmp, self.meta)
+        write_text_atomic(self.meta, json.dumps({"key": key, "rows": len(out), "failures": self.failures}))
         return out

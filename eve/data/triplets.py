@@ -26,6 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 from eve.errors import EveError
+from eve.utils.files import check_writable
 
 logger = logging.getLogger("eve.triplets")
 
@@ -59,8 +60,7 @@ def write_triplets(captions: list[str], out: str | Path, writer, *, subject: str
     from eve.data.stages import Stage, fingerprint
 
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise EveError(f"--out {out} is a file, not a folder")
+    check_writable(out, "--out")
 
     def work(row: dict) -> list[dict]:
         caption = row["caption"]

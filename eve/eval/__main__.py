@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from eve.errors import EveError
+from eve.utils.files import check_writable, write_text_atomic
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -115,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         from eve.editing.cli import DEFAULT_CONFIG
         from eve.eval.edits import read_edits
         from eve.eval.run import (check_resume, edit_all, parse_methods, record, score_all, settings, tables,
-                                  write_atomic, write_grid)
+                                  write_grid)
         from eve.models.lora import inspect_lora
 
         if args.frames < 0 or not 0 < args.sdedit_strength <= 1:
@@ -131,8 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         check_models(args)
         cfg = load_config(args.config or DEFAULT_CONFIG, args.overrides)
         out = Path(args.out)
-        if out.exists() and not out.is_dir():
-            raise EveError(f"--out {out} is a file, not a folder")
+        check_writable(out, "--out")
         frames = args.frames or None
         made = {m.label: settings(cfg, m, frames=frames, seed=args.seed, sdedit_strength=args.sdedit_strength)
                 for m in methods}
@@ -143,11 +143,11 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("eve.eval").info("%d edits x %d methods -> %s", len(edits), len(methods), out)
         edit_all(cfg, edits, methods, out, frames=frames, seed=args.seed, sdedit_strength=args.sdedit_strength)
         scores = score_all(edits, methods, out, scorers, frames=frames, made=made)
-        write_atomic(out / "results.csv", scores.to_csv(index=False))
+        write_text_atomic(out / "results.csv", scores.to_csv(index=False))
         text, overall = tables(scores, models=scorers.ids, seed=args.seed, frames=frames,
                                reference=not args.no_reference and Path(args.edits).is_dir())
-        write_atomic(out / "table.md", text)
-        write_atomic(out / "table.csv", overall.to_csv(index_label="method"))
+        write_text_atomic(out / "table.md", text)
+        write_text_atomic(out / "table.csv", overall.to_csv(index_label="method"))
         write_grid(out / "grid.png", edits, methods, out)
         print(text)
 

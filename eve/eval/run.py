@@ -30,6 +30,7 @@ from torch import Tensor
 
 from eve.errors import EveError
 from eve.eval.scorers import uniform_indices
+from eve.utils.files import write_text_atomic
 
 logger = logging.getLogger("eve.eval")
 
@@ -142,11 +143,11 @@ def record(out: Path, edits: pd.DataFrame, made: dict[str, dict]) -> None:
     seen = out / "edits.csv"
     for label, want in made.items():
         (out / "videos" / label).mkdir(parents=True, exist_ok=True)
-        write_atomic(out / "videos" / label / "settings.json", json.dumps(want, indent=1))
+        write_text_atomic(out / "videos" / label / "settings.json", json.dumps(want, indent=1))
     merged = _as_text(edits)
     if seen.is_file():
         merged = pd.concat([pd.read_csv(seen, dtype=str, keep_default_na=False), merged]).drop_duplicates("id")
-    write_atomic(seen, merged.to_csv(index=False))
+    write_text_atomic(seen, merged.to_csv(index=False))
 
 
 def edit_seed(seed: int, edit_id: str) -> int:
@@ -264,7 +265,7 @@ def _done(path: Path, models: dict, made: dict[str, dict]) -> dict:
         kept.append(line)
         if r.get("models") == models and r.get("settings") == json.loads(json.dumps(made.get(r["method"]))):
             done[r["method"], r["id"]] = r
-    write_atomic(path, "".join(f"{line}\n" for line in kept))
+    write_text_atomic(path, "".join(f"{line}\n" for line in kept))
     return done
 
 
@@ -345,10 +346,4 @@ def write_grid(path: Path, edits: pd.DataFrame, methods: list[Method], out: Path
             labels.append(f"{r.task}: {m.label}")
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     grid_image(rows, scale=max(1, 96 // size[0]), labels=labels).save(tmp, format="PNG")
-    tmp.replace(path)
-
-
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
     tmp.replace(path)

@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 
 from eve.errors import EveError
+from eve.utils.files import check_writable
 
 logger = logging.getLogger("eve.dreambooth")
 
@@ -75,8 +76,7 @@ def train_lora(cfg, images: torch.Tensor, captions: list[str], out: str | Path, 
     m = cfg.model
     check_weight_refs(m)
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise EveError(f"--out {out} is a file, not a folder")
+    check_writable(out, "--out")
     # The UNet trains in fp32 whatever model.dtype says (the LoRA's AdamW state and loss want it); the frozen
     # text encoder and codec run once, in model.dtype, and their outputs are cast.
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -22,6 +22,7 @@ from omegaconf import OmegaConf
 
 from eve.config import WEIGHT_FIELDS  # these count by content (weights_fingerprint), not by path
 from eve.errors import EveError
+from eve.utils.files import write_text_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -96,9 +97,7 @@ class RunIdentity:
         return [k for k, v in asdict(self).items() if asdict(other)[k] != v]
 
     def write(self, out: Path) -> None:
-        tmp = out / f".{FILE}.tmp"
-        tmp.write_text(json.dumps(asdict(self), indent=1))
-        os.replace(tmp, out / FILE)
+        write_text_atomic(out / FILE, json.dumps(asdict(self), indent=1))
 
     @classmethod
     def read(cls, out: Path) -> "RunIdentity | None":

@@ -37,6 +37,7 @@ from eve.train.identity import RunIdentity, check_same_run
 from eve.train.real_samples import RealSampleCache, cache_dir, compute_and_store, compute_samples, datapoint_key
 from eve.train.real_samples import teacher_fingerprint
 from eve.train.samples import save_sample_grid
+from eve.utils.files import check_writable
 
 logger = logging.getLogger(__name__)
 
@@ -63,17 +64,6 @@ class Cursor:
 
     def state(self) -> dict:
         return {"epoch": self.epoch, "pos": self.pos}
-
-
-def check_writable(path: Path, field: str) -> None:
-    """The folder can be made and written: no file on its path, its nearest existing folder writable."""
-    for parent in [path, *path.parents]:
-        if parent.exists():
-            if not parent.is_dir():
-                raise EveError(f"{field}={path}: {parent} is a file, not a folder")
-            if not os.access(parent, os.W_OK | os.X_OK):
-                raise EveError(f"{field}={path}: {parent} is not writable")
-            return
 
 
 def validate(cfg) -> None:
