@@ -42,17 +42,6 @@ class Method:
     image_scale: float = 1.0
 
 
-class Counter:
-    """Network evaluations of the composed model (guidance branches batched into one call count one each)."""
-
-    def __init__(self, model: EveModel):
-        self.model = model
-
-    @property
-    def n(self) -> int:
-        return self.model.evaluations
-
-
 class Evaluator:
     """Runs methods over items for one seed. f1 (edited) is computed once per seed and shared by every row."""
 
@@ -61,7 +50,6 @@ class Evaluator:
         self.m = model
         self.teacher_steps, self.tg, self.tig = teacher_steps, teacher_guidance, teacher_image_guidance
         self.spacing, self.batch = spacing, batch
-        self.calls = Counter(model)
         self.f1_nfe = 0
         self._lora: str | None = None
         self.keep: set[tuple[int, str]] = set()  # (clip, task) items whose videos are kept for grids
@@ -82,13 +70,13 @@ class Evaluator:
     def first_frames(self, items: list[Item], seed: int) -> Tensor:
         """The edit teacher's edits of frame 0, latents [N, C, h, w]; sets f1_nfe (per clip)."""
         self._use_lora(None)
-        out, before = [], self.calls.n
+        out, before = [], self.m.evaluations  # network evaluations, each guidance branch counted
         for c, chunk in enumerate(self._chunks(items)):
             src0 = torch.stack([W.render(it.source, 0) for it in chunk])[:, None].to(self.m.device)
             gen = torch.Generator().manual_seed(seed * 7919 + c)
             out.append(edit_first_frame(self.m, src0, self._cond(chunk), steps=self._steps(self.teacher_steps),
                                         text_scale=self.tg, image_scale=self.tig, generator=gen))
-        self.f1_nfe = (self.calls.n - before) // max(1, len(self._chunks(items)))
+        self.f1_nfe = (self.m.evaluations - before) // max(1, len(self._chunks(items)))
         return torch.cat(out)
 
     @torch.no_grad()
@@ -136,10 +124,10 @@ class Evaluator:
             else:
                 f1, f1_nfe = edited_f1[c * self.batch : c * self.batch + len(chunk)], self.f1_nfe
             gen = torch.Generator().manual_seed(seed * 104729 + c)
-            before, t0 = self.calls.n, time.perf_counter()
+            before, t0 = self.m.evaluations, time.perf_counter()
             video = self.m.decode_video(self._generate(method, chunk, src, f1, gen)).clamp(-1, 1).cpu()
             seconds = (time.perf_counter() - t0) / len(chunk)
-            nfe = self.calls.n - before + f1_nfe
+            nfe = self.m.evaluations - before + f1_nfe
             for j, it in enumerate(chunk):
                 if (it.clip, it.task) in self.keep:
                     self.kept[(method.name, it.clip, it.task)] = video[j]
