@@ -417,6 +417,7 @@ def test_preflight_names_bad_rows_before_any_weight_loads(tiny_dir, toy, shared_
         raise AssertionError("weights loaded before the pre-flight")
 
     monkeypatch.setattr(EveModel, "from_config", no_weights)
+    monkeypatch.setenv("EVE_CACHE", str(tmp_path / "cache"))  # this test's own: other tests count the toy clips too
     decoded = []
     real = preflight.count_frames
     monkeypatch.setattr(preflight, "count_frames", lambda v: decoded.append(v) or real(v))
