@@ -14,6 +14,7 @@ import torch
 from eve.data.manifest import read_manifest
 from eve.data.video import read_video, to_uint8
 from eve.tasks import TASKS
+from eve.worlds.shapes import nets
 from eve.worlds.shapes import world as W
 from eve.worlds.shapes.data import draw, held_out, held_out_items, items, write_fdd_dataset
 from eve.worlds.shapes.measure import clip_metrics, edit_regions, frame_success
@@ -142,6 +143,20 @@ def overrides(teachers: Path) -> list[str]:
             f"model.dino={root / 'dino'}"]
 
 
+def test_committed_teachers_are_what_nets_builds():
+    """The committed weights were trained from nets.py's architecture: a change there without retraining fails here."""
+    import json
+
+    teachers = ROOT / "data" / "shapes" / "teachers"
+    cfg = lambda *p: json.loads(teachers.joinpath(*p, "config.json").read_text())  # noqa: E731
+    vae, unet, cn = cfg("sd", "vae"), cfg("sd", "unet"), cfg("controlnet")
+    assert (vae["block_out_channels"], vae["latent_channels"]) == (list(nets.VAE_BLOCKS), nets.LATENT_CHANNELS)
+    assert (unet["block_out_channels"], unet["in_channels"], unet["sample_size"]) == (
+        list(nets.BLOCKS), nets.LATENT_CHANNELS, nets.LATENT_SIZE)
+    assert cn["conditioning_embedding_out_channels"] == list(nets.HINT_CHANNELS)
+    assert cfg("motion_adapter")["block_out_channels"] == list(nets.BLOCKS)
+
+
 def test_teachers_train_and_load_through_the_real_paths(smoke_teachers, tmp_path):
     from eve.config import load_config
     from eve.editing.cli import main
@@ -153,7 +168,7 @@ def test_teachers_train_and_load_through_the_real_paths(smoke_teachers, tmp_path
     m = EveModel.from_config(cfg.model)
     assert m.task_conditioned and m.schedule.prediction_type == "v_prediction"
     assert m.schedule.alphas_cumprod[-1] == 0, "zero-terminal SNR"
-    assert isinstance(m.codec, VaeCodec) and m.codec.scale_factor == 4 and m.sparsectrl is not None
+    assert isinstance(m.codec, VaeCodec) and m.codec.scale_factor == 2 and m.sparsectrl is not None
     for name in ("sd_vae", "sd_unet", "controlnet", "motion_adapter", "dino"):
         assert (smoke_teachers.parent / "logs" / f"{name}.jsonl").is_file()
     clip = write_frames(tmp_path / "clip", W.render_video(W.source_scene(random.Random(1))))

@@ -1,7 +1,11 @@
 """Architectures of the shapes world's frozen parts, each a real diffusers / transformers / timm class at a small
 size, so they are saved and loaded exactly as SD-1.5, ControlNet, AnimateDiff, SparseCtrl and DINOv2 weights are.
 
-Latent space like SD's: 32 px frames, an AutoencoderKL with downsampling 4 and 4 latent channels (8x8x4 latents).
+Latent space like SD's: 32 px frames, an AutoencoderKL with downsampling 2 and 4 latent channels (16x16x4 latents).
+Downsampling 2, not SD's 8: the world's patterns (period 4-7 px) must be spatial structure on the latent grid that
+the UNet's 3x3 convolutions can draw. With downsampling 4 (8x8x8 latents, the first committed set) a period was
+at most two latent pixels, a pattern lived in channel codes, and the backbone drew worm-like noise instead of
+stripes, checks or dots after 3000 steps (README: the proving ground).
 """
 
 from __future__ import annotations
@@ -13,9 +17,10 @@ from eve.worlds.shapes import world as W
 
 TEXT_DIM = 64
 MAX_TOKENS = 24
-LATENT_CHANNELS = 8
-VAE_BLOCKS = (32, 64, 64)  # downsampling 4
-BLOCKS = (64, 128, 128)
+LATENT_CHANNELS = 4
+VAE_BLOCKS = (32, 64)  # downsampling 2
+BLOCKS = (32, 64, 128)  # 16x16, 8x8, 4x4 latents
+HINT_CHANNELS = tuple(16 * 2**i for i in range(len(VAE_BLOCKS)))  # the ControlNet's hint encoder downsamples as the VAE
 DOWN = ("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D")
 UP = ("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D")
 LATENT_SIZE = W.SIZE // 2 ** (len(VAE_BLOCKS) - 1)
@@ -73,10 +78,10 @@ def unet():
 
 def controlnet(backbone):
     """ControlNet initialised from copies of the backbone's down and middle blocks (paper §3.1), with task
-    embeddings (Emu Edit's task label). Its hint encoder maps 32 px frames to the 8x8 latent grid."""
+    embeddings (Emu Edit's task label). Its hint encoder maps 32 px frames to the latent grid."""
     from diffusers import ControlNetModel
 
-    cn = ControlNetModel.from_unet(backbone, conditioning_embedding_out_channels=(16, 32, 32))
+    cn = ControlNetModel.from_unet(backbone, conditioning_embedding_out_channels=HINT_CHANNELS)
     cn.register_to_config(num_class_embeds=len(TASKS))
     cn.class_embedding = torch.nn.Embedding(len(TASKS), cn.time_embedding.linear_2.out_features)
     torch.nn.init.zeros_(cn.class_embedding.weight)  # the task label starts as no change

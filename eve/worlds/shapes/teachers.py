@@ -1,7 +1,7 @@
 """Train the shapes world's frozen parts from scratch, each with only the data its role may see (issue 9), and save
 them in the same diffusers / transformers / timm layouts as real weights (architectures: `nets.py`):
 
-1. autoencoder: an AutoencoderKL (downsampling 4, 4 latent channels) on frames of every kind, so the backbone is a
+1. autoencoder: an AutoencoderKL (downsampling 2, 4 latent channels) on frames of every kind, so the backbone is a
    latent one like SD's and the adversarial path decodes with gradient;
 2. backbone: a word-level CLIP tokenizer, a CLIPTextModel and a latent UNet2DConditionModel trained together on
    (frame, caption) pairs of every state an edit can produce; v-prediction with zero-terminal SNR;
@@ -447,7 +447,7 @@ model:
   lora_rank: 8
 edit:
   steps: 25
-  teacher_steps: 25
+  teacher_steps: 10
   teacher_guidance: 2.0
   teacher_image_guidance: 1.5
   timestep_spacing: trailing
@@ -460,9 +460,9 @@ fdd:
   video_guidance: 2.0
 """
 
-# Step counts of a run from scratch. The committed teachers continued some stages (`--init`, `--steps`); their logs
-# (logs/*.jsonl beside the weights) hold every step of every stage, and the README lists the commands.
-STEPS = {"autoencoder": 2200, "backbone": 3000, "controlnet": 1500, "video": 1000, "features": 800}
+# Step counts of a run from scratch: the committed teachers are exactly this run (logs/*.jsonl beside the weights hold
+# every step of every stage).
+STEPS = {"autoencoder": 1200, "backbone": 5000, "controlnet": 2000, "video": 1000, "features": 800}
 
 
 def train_teachers(root: str | os.PathLike, *, scale: float = 1.0, seed: int = 0, only: str | None = None,
