@@ -1,7 +1,7 @@
 """Can the discriminators tell the teachers' samples from the student's? A probe of FDD's adversarial signal.
 
     python bench/disc_probe.py [--student data/shapes/student] [--config configs/shapes/fdd.yaml] \
-        [--batches 12] [--held-out 2] [--epochs 15] [--d-lr 1e-3] [--teacher-steps 3] [key=value ...]
+        [--batches 30] [--held-out 6] [--epochs 15] [--d-lr 1e-3] [--teacher-steps 3] [--pixels] [key=value ...]
 
 With --teacher-steps K the fakes are the teachers' own samples at K steps and the reals the same teachers' at the
 config's fdd.real_steps (the shapes world's gate 3: a critic must be able to see few-step failure).
@@ -14,6 +14,10 @@ over all but the last `--held-out` batches, and prints how far the fakes are fro
 then per epoch the logit gap (mean real - mean fake) and the
 accuracy (real > 0, fake < 0, averaged) on the training and held-out batches. A critic near 0.5 held-out accuracy
 gives the generator hinge gradients that carry no information about the teachers.
+
+With --pixels the same samples are probed a second time by the control critic (`PixelPatches`): raw pixel patches in
+place of the frozen features, under heads of the same design (one, as pixels have one level). If heads on pixels do
+no better, the features are not what hides a difference.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -31,9 +37,43 @@ sys.path.insert(0, str(ROOT))
 from eve.config import load_config  # noqa: E402
 from eve.data.clips import ClipDataset, collate  # noqa: E402
 from eve.data.manifest import read_manifest  # noqa: E402
+from eve.models.discriminator import EditDiscriminator, VideoDiscriminator  # noqa: E402
 from eve.models.lora import EVE_LORA_NAME, load_lora_into  # noqa: E402
-from eve.train.fdd import edit_pairs  # noqa: E402
-from eve.train.loop import build_parts, make_batch  # noqa: E402
+from eve.train.fdd import FddDiscriminator, edit_pairs  # noqa: E402
+from eve.train.loop import Parts, build_parts, make_batch  # noqa: E402
+
+
+class PixelPatches(nn.Module):
+    """The control critic's "features": the image's own p x p pixel patches as tokens (their mean as the CLS), on
+    the same pixel grid the feature net sees (resized to its input size, p its patch size). One hook, so one head
+    per discriminator: pixels have one level, where the features have one per hooked block. Heads on these can see
+    anything the pixels show; if they do no better than heads on the frozen features, the features are not what
+    hides a difference."""
+
+    def __init__(self, patch: int, size: tuple[int, int]):
+        super().__init__()
+        self.patch, self.size, self.hooks, self.dim = patch, tuple(size), [0], 3 * patch * patch
+
+    def forward(self, images: Tensor) -> list[tuple[Tensor, Tensor]]:
+        x = images.float()
+        if tuple(x.shape[-2:]) != self.size:
+            x = F.interpolate(x, size=self.size, mode="bicubic", antialias=True, align_corners=False)
+        N, C, H, W = x.shape
+        p = self.patch
+        tokens = x.unfold(2, p, p).unfold(3, p, p).permute(0, 2, 3, 1, 4, 5).reshape(N, (H // p) * (W // p), C * p * p)
+        return [(tokens, tokens.mean(1))]
+
+
+def pixel_parts(cfg, parts: Parts) -> Parts:
+    """`parts` with fresh discriminator heads (the config's) on `PixelPatches` instead of the frozen features."""
+    vit_features = parts.discs[0].features
+    pixels = PixelPatches(vit_features.vit.patch_embed.patch_size[0], vit_features.size)
+    d, text_dim = cfg.disc, parts.model.text.encoder.config.hidden_size
+    discs = (EditDiscriminator(pixels, text_dim, d.channels, d.cmap_dim, d.heads),
+             VideoDiscriminator(pixels, text_dim, d.channels, d.cmap_dim, d.heads, cfg.model.num_frames))
+    heads = [p for m in discs for p in m.parameters() if p.requires_grad]
+    return replace(parts, discs=discs, head_params=heads,
+                   critic_step=FddDiscriminator(*discs, cfg.fdd, parts.gen, parts.critic_step.augment))
 
 
 def _dataset(cfg):
@@ -88,9 +128,9 @@ def score(critic, data, frames: list[int]) -> dict[str, float]:
             "video gap": float(c["vr"].mean() - c["vf"].mean()), "video acc": acc(c["vr"], c["vf"])}
 
 
-def probe(cfg, parts, data, *, held_out: int, epochs: int, d_lr: float, log=print) -> dict[str, float]:
+def probe(cfg, parts, data, *, held_out: int, epochs: int, d_lr: float, log=print) -> dict[str, dict[str, float]]:
     """Train the fresh heads on all but the last `held_out` batches; log a table row per epoch; return the last
-    epoch's held-out scores."""
+    epoch's scores ({"train": ..., "held-out": ...})."""
     train, held = data[:-held_out], data[-held_out:]
     frames = parts.generator_step.disc_frames(cfg.model.num_frames)
     opt = torch.optim.Adam(parts.head_params, lr=d_lr, betas=tuple(cfg.optim.d_betas))
@@ -104,20 +144,33 @@ def probe(cfg, parts, data, *, held_out: int, epochs: int, d_lr: float, log=prin
                 opt.step()
         t, h = score(parts.critic_step, train, frames), score(parts.critic_step, held, frames)
         log(f"| {epoch} | " + " | ".join(f"{d[k]:.3f}" for d in (t, h) for k in d) + " |")
-    return h
+    return {"train": t, "held-out": h}
 
 
-def teacher_probe(config: str | Path, *, k: int, batches: int = 12, held_out: int = 2, epochs: int = 15,
-                  seed: int = 0, overrides: list[str] | None = None) -> dict[str, float]:
-    """Gate 3 of the shapes world: held-out accuracy of fresh heads separating the teachers' k-step samples from
-    their fdd.real_steps ones ({"edit": D_e, "video": D_v})."""
+def default_held_out(batches: int) -> int:
+    """Held-out micro-batches when none are asked for: a fifth, at least one."""
+    return max(1, batches // 5)
+
+
+def teacher_probe(config: str | Path, *, k: int, batches: int = 30, held_out: int | None = None, epochs: int = 15,
+                  seed: int = 0, overrides: list[str] | None = None) -> dict[str, dict[str, float]]:
+    """Gate 3 of the shapes world: accuracy of fresh heads separating the teachers' k-step samples from their
+    fdd.real_steps ones, on the critic's features and, as the control, on raw pixel patches (the same samples):
+    {"features" | "pixels": {"edit", "video" (held-out D_e, D_v), "train edit", "train video"}}. held_out: the
+    last micro-batches kept out of training (default: `default_held_out`)."""
     cfg = load_config(config, overrides)
     torch.manual_seed(seed)
     parts = build_parts(cfg, "cpu", seed=seed)
     data = draw_teachers(cfg, parts, batches, seed, k)
-    h = probe(cfg, parts, data, held_out=held_out, epochs=epochs, d_lr=cfg.optim.d_lr,
-              log=lambda s: print(s, file=sys.stderr, flush=True))
-    return {"edit": h["edit acc"], "video": h["video acc"]}
+    held_out = default_held_out(batches) if held_out is None else held_out
+    out = {}
+    for name, critic in (("features", parts), ("pixels", pixel_parts(cfg, parts))):
+        print(f"{name}:", file=sys.stderr)
+        r = probe(cfg, critic, data, held_out=held_out, epochs=epochs, d_lr=cfg.optim.d_lr,
+                  log=lambda s: print(s, file=sys.stderr, flush=True))
+        out[name] = {"edit": r["held-out"]["edit acc"], "video": r["held-out"]["video acc"],
+                     "train edit": r["train"]["edit acc"], "train video": r["train"]["video acc"]}
+    return out
 
 
 def main(argv=None) -> int:
@@ -125,13 +178,17 @@ def main(argv=None) -> int:
     ap.add_argument("--config", default=str(ROOT / "configs" / "shapes" / "fdd.yaml"))
     ap.add_argument("--student", help="checkpoint folder (or LoRA file) whose edits are the fakes")
     ap.add_argument("--teacher-steps", type=int, help="fakes: the teachers' own samples at this many steps")
-    ap.add_argument("--batches", type=int, default=12)
-    ap.add_argument("--held-out", type=int, default=2)
+    ap.add_argument("--batches", type=int, default=30)
+    ap.add_argument("--held-out", type=int, default=None, help="default: a fifth of --batches (at least 1)")
     ap.add_argument("--epochs", type=int, default=15)
     ap.add_argument("--d-lr", type=float, default=None, help="default: the config's optim.d_lr")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--pixels", action="store_true",
+                    help="also probe the same samples with the control critic on raw pixel patches")
     ap.add_argument("overrides", nargs="*", metavar="key=value")
     args = ap.parse_args(argv)
+    if args.held_out is None:
+        args.held_out = default_held_out(args.batches)
     if not 0 < args.held_out < args.batches:
         ap.error(f"--held-out must be between 1 and --batches - 1, got {args.held_out}")
     if args.student and args.teacher_steps:
@@ -157,8 +214,12 @@ def main(argv=None) -> int:
     dist = lambda i, j: sum(float((d[i] - d[j]).abs().mean()) for d in data) / len(data)  # noqa: E731
     print(f"{what}: mean |fake - edit teacher| {dist(1, 3):.4f}, |fake - video teacher| {dist(2, 4):.4f} per pixel "
           f"on [-1, 1]\n")
-    probe(cfg, parts, data, held_out=args.held_out, epochs=args.epochs, d_lr=args.d_lr or cfg.optim.d_lr,
-          log=lambda s: print(s, flush=True))
+    critics = [("features", parts)] + ([("pixel patches (control)", pixel_parts(cfg, parts))] if args.pixels else [])
+    for name, critic in critics:
+        if args.pixels:
+            print(f"{name}:")
+        probe(cfg, critic, data, held_out=args.held_out, epochs=args.epochs, d_lr=args.d_lr or cfg.optim.d_lr,
+              log=lambda s: print(s, flush=True))
     return 0
 
 

@@ -12,7 +12,9 @@ at it) and the discriminators the probe trains (disc.*).
 2. few-step failure: each teacher at k steps is worse than at many steps by at least 3 dB PSNR on the one-to-one
    edits, or loses at least 0.15 of its pattern contrast on the one-to-many ones (parser-read);
 3. a critic can see it: fresh discriminator heads on the world's critic features separate the edit teacher's
-   k-step samples from its many-step samples with held-out accuracy >= 0.8 (bench/disc_probe.py's machinery).
+   k-step samples from its many-step samples with held-out accuracy >= 0.8 (bench/disc_probe.py's machinery). The
+   same heads on raw pixel patches are the control: heads on pixels that do no better say the features are not
+   what hides the difference.
 
 Prints each gate's figures and PASS/FAIL, and writes gates.md, results.csv and grid_<task>.png (one held-out
 texture, background and remove edit; a labelled row per method) under --out. Clip rows use held-out test
@@ -142,10 +144,13 @@ def main(argv=None) -> int:
         from disc_probe import teacher_probe  # bench/ is on sys.path as this script's folder
 
         acc = teacher_probe(args.config, k=args.k, batches=args.probe_batches, seed=args.seed,
-                            held_out=max(1, args.probe_batches // 5),
                             overrides=[*args.overrides, f"fdd.real_steps={args.many}"])
-        gates.append(("3. a critic can see it", f"held-out accuracy D_e {acc['edit']:.3f}, D_v {acc['video']:.3f} "
-                      f"(needs D_e >= {PROBE_ACC})", acc["edit"] >= PROBE_ACC))
+        f, px = acc["features"], acc["pixels"]
+        gates.append(("3. a critic can see it",
+                      f"held-out accuracy D_e {f['edit']:.3f}, D_v {f['video']:.3f} (train {f['train edit']:.3f}, "
+                      f"{f['train video']:.3f}; needs D_e >= {PROBE_ACC}); control, the same heads on raw pixel "
+                      f"patches: D_e {px['edit']:.3f}, D_v {px['video']:.3f} (train {px['train edit']:.3f}, "
+                      f"{px['train video']:.3f})", f["edit"] >= PROBE_ACC))
     text = (f"### Gates: {args.clips} held-out clips, seed {args.seed}, oracle first frame\n\n"
             + "\n".join(f"- **{'PASS' if ok else 'FAIL'}** {g}: {fig}" for g, fig, ok in gates)
             + "\n\n" + markdown(overall) + "\n\n" + markdown(per_task) + "\n")

@@ -3,6 +3,7 @@ teachers -> edit -> benchmark -> gates."""
 
 import hashlib
 import random
+import re
 import subprocess
 import sys
 from dataclasses import replace
@@ -210,6 +211,7 @@ def test_gates_bench_runs_and_reports_every_gate(smoke_teachers, tmp_path):
                  "3. a critic can see it"):
         assert gate in r.stdout
     assert (tmp_path / "gates.md").read_text().count("PASS") + (tmp_path / "gates.md").read_text().count("FAIL") == 4
+    assert re.search(r"control, the same heads on raw pixel patches: D_e \d\.\d{3}", r.stdout)
     assert (tmp_path / "grid_texture.png").is_file()
     bad = subprocess.run([sys.executable, str(ROOT / "bench" / "gates.py"), "--k", "5", "--many", "2"],
                          capture_output=True, text=True, timeout=120)

@@ -271,11 +271,25 @@ def test_warmup_longer_than_the_sds_phase_is_refused(tiny_dir, toy, shared_cache
 def test_discriminator_probe_prints_its_table(tiny_dir, toy, shared_cache, tmp_path):
     args = overrides(tiny_dir, toy, tmp_path / "run", shared_cache, "run.micro_batch=2")
     r = subprocess.run([sys.executable, str(ROOT / "bench" / "disc_probe.py"), "--config", str(ROOT / "configs" / "tiny.yaml"),
-                        "--batches", "2", "--held-out", "1", "--epochs", "2", *args],
+                        "--batches", "2", "--held-out", "1", "--epochs", "2", "--pixels", *args],
                        capture_output=True, text=True, timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert r.returncode == 0, r.stderr[-2000:]
-    table = [line for line in r.stdout.splitlines() if line.startswith("| ")]
-    assert table[0].startswith("| epoch |") and [line.split("|")[1].strip() for line in table[1:]] == ["0", "1", "2"]
+    features, pixels = r.stdout.split("features:\n", 1)[1].split("pixel patches (control):\n")
+    for text in (features, pixels):  # one table per critic: the features', then the control's
+        table = [line for line in text.splitlines() if line.startswith("| ")]
+        epochs = [line.split("|")[1].strip() for line in table[1:]]
+        assert table[0].startswith("| epoch |") and epochs == ["0", "1", "2"]
+
+
+def test_pixel_patches_are_the_image_itself(monkeypatch):
+    """The control critic's tokens hold every pixel once: folded back they give the image exactly."""
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    from disc_probe import PixelPatches
+
+    images = torch.rand(2, 3, 16, 24) * 2 - 1
+    tokens, _ = PixelPatches(4, (16, 24))(images)[0]
+    back = torch.nn.functional.fold(tokens.transpose(1, 2), (16, 24), 4, stride=4)
+    assert torch.equal(back, images)
 
 
 def bad_manifest(tmp_path, toy, case):
