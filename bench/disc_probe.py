@@ -28,7 +28,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 from eve.config import load_config  # noqa: E402
 from eve.data.clips import ClipDataset, collate  # noqa: E402
 from eve.data.manifest import read_manifest  # noqa: E402
-from eve.models.discriminator import EditDiscriminator, VideoDiscriminator  # noqa: E402
+from eve.models.discriminator import EditDiscriminator, VideoDiscriminator, to_grid  # noqa: E402
 from eve.models.lora import EVE_LORA_NAME, load_lora_into  # noqa: E402
 from eve.train.fdd import FddDiscriminator, edit_pairs  # noqa: E402
 from eve.train.loop import Parts, build_parts, make_batch  # noqa: E402
@@ -55,9 +54,7 @@ class PixelPatches(nn.Module):
         self.patch, self.size, self.hooks, self.dim = patch, tuple(size), [0], 3 * patch * patch
 
     def forward(self, images: Tensor) -> list[tuple[Tensor, Tensor]]:
-        x = images.float()
-        if tuple(x.shape[-2:]) != self.size:
-            x = F.interpolate(x, size=self.size, mode="bicubic", antialias=True, align_corners=False)
+        x = to_grid(images.float(), self.size)
         N, C, H, W = x.shape
         p = self.patch
         tokens = x.unfold(2, p, p).unfold(3, p, p).permute(0, 2, 3, 1, 4, 5).reshape(N, (H // p) * (W // p), C * p * p)

@@ -35,6 +35,13 @@ def default_hooks(depth: int, n: int = 4) -> list[int]:
     return sorted({round(depth - 1 - i * depth / n) for i in range(n)})
 
 
+def to_grid(images: Tensor, size: tuple[int, int]) -> Tensor:
+    """Images resized (bicubic, antialiased) to the feature network's input size; unchanged when already there."""
+    if tuple(images.shape[-2:]) == tuple(size):
+        return images
+    return F.interpolate(images, size=size, mode="bicubic", antialias=True, align_corners=False)
+
+
 class DinoFeatures(nn.Module):
     """Frozen timm ViT: pixels [N, 3, H, W] in [-1, 1] -> (per hook: patch tokens [N, L, D], CLS [N, D])."""
 
@@ -61,9 +68,7 @@ class DinoFeatures(nn.Module):
         return self
 
     def forward(self, images: Tensor) -> list[tuple[Tensor, Tensor]]:
-        x = (images.float() + 1) / 2
-        if tuple(x.shape[-2:]) != self.size:
-            x = F.interpolate(x, size=self.size, mode="bicubic", antialias=True, align_corners=False)
+        x = to_grid((images.float() + 1) / 2, self.size)
         x = ((x - self.mean) / self.std).to(next(self.vit.parameters()).dtype)
         _, inter = self.vit.forward_intermediates(
             x, indices=self.hooks, output_fmt="NLC", intermediates_only=False, return_prefix_tokens=True, norm=False
