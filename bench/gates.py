@@ -17,7 +17,7 @@ at it) and the discriminators the probe trains (disc.*).
    what hides the difference.
 
 Prints each gate's figures and PASS/FAIL, and writes gates.md, results.csv and grid_<task>.png (one held-out
-texture, background and remove edit; a labelled row per method) under --out. Clip rows use held-out test
+texture, background, style and remove edit; a labelled row per method) under --out. Clip rows use held-out test
 clips with the oracle first frame (the ground truth's frame 0), so they compare adapters, not first-frame edits;
 one plug-and-play row edits its first frame itself, as a user's run does. Plug-and-play runs at its best guidance
 (a sweep on validation clips), the teachers at the FDD config's.
@@ -70,7 +70,7 @@ def gate_rows(args, cfg) -> pd.DataFrame:
                Method(f"plug-and-play ({k} steps, edited f1)", "clip", k, first="edited", **pnp),
                Method(f"plug-and-play ({n} steps)", "clip", n, first="oracle", **pnp)]
     items = held_out_items(args.clips)
-    shown = {t: next(it for it in items if it.task == t) for t in ("texture", "background", "remove")}
+    shown = {t: next(it for it in items if it.task == t) for t in ("texture", "background", "style", "remove")}
     ev.keep = {(it.clip, it.task) for it in shown.values()}
     rows, t0 = [], time.perf_counter()
     edited_f1 = ev.first_frames(items, args.seed)
@@ -89,7 +89,7 @@ def check(df: pd.DataFrame, k: int, n: int) -> list[tuple[str, str, bool]]:
     """(gate, figures, passed) from the per-item rows."""
     mean = df.groupby("method").mean(numeric_only=True)
     one = df[~df.task.isin(ONE_TO_MANY)].groupby("method")["psnr"].mean()
-    pat = df[df.task.isin(("texture", "background"))].groupby("method")["contrast"].mean()
+    pat = df[df.task.isin(ONE_TO_MANY)].groupby("method")["contrast"].mean()  # every edit that draws a pattern
     et, etk = f"edit teacher ({n} steps)", f"edit teacher ({k} steps)"
     vt, vtk = f"video teacher ({n} steps)", f"video teacher ({k} steps)"
     pnp, pnp_own = f"plug-and-play ({k} steps)", f"plug-and-play ({k} steps, edited f1)"

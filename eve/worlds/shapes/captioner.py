@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -66,24 +66,27 @@ class Parsed:
     background: str = "grey"
     bg_pattern: str | None = None
     style: str = "plain"
+    style_pattern: str | None = None  # the pattern a negative is printed with
 
     def text(self) -> str:
         objs = [f"a {c}{' ' + p if p else ''} {s}" for c, p, s in self.objects]
         bg = f"a {self.background}{' ' + self.bg_pattern if self.bg_pattern else ''} background"
         text = f"{' and '.join(objs)} on {bg}" if objs else bg
-        return {"negative": f"a negative of {text}", "night": f"{text} at night"}.get(self.style, text)
+        return {"negative": f"a {self.style_pattern} negative of {text}", "night": f"{text} at night"}.get(
+            self.style, text)
 
 
 _WORD = {"colour": "|".join(W.COLOURS), "shape": "|".join(W.SHAPES), "pattern": "|".join(W.PATTERNS),
          "bg": "|".join(W.BACKGROUNDS)}
 _OBJ = re.compile(r"^an? ({colour})(?: ({pattern}))? ({shape})$".format(**_WORD))
 _BG = re.compile(r"^an? ({bg})(?: ({pattern}))? background$".format(**_WORD))
+_NEGATIVE = re.compile(r"^an? ({pattern}) negative of (.*)$".format(**_WORD))
 
 
 def parse_caption(caption: str) -> Parsed | None:
-    text, style = caption.strip().lower(), "plain"
-    if text.startswith("a negative of "):
-        text, style = text.removeprefix("a negative of "), "negative"
+    text, style, printed = caption.strip().lower(), "plain", None
+    if m := _NEGATIVE.match(text):
+        printed, text, style = m.group(1), m.group(2), "negative"
     elif text.endswith(" at night"):
         text, style = text.removesuffix(" at night"), "night"
     objs_text, _, bg_text = text.rpartition(" on ") if " on " in text else ("", "", text)
@@ -91,13 +94,13 @@ def parse_caption(caption: str) -> Parsed | None:
     objs = [_OBJ.match(o) for o in objs_text.split(" and ")] if objs_text else []
     if bg is None or not all(objs):
         return None
-    return Parsed([m.groups() for m in objs], bg.group(1), bg.group(2), style)
+    return Parsed([m.groups() for m in objs], bg.group(1), bg.group(2), style, printed)
 
 
 def apply(parsed: Parsed, instruction: str) -> tuple[str, Parsed] | None:
     """(task, edited caption) for an instruction in `world.edit`'s grammar, None outside it."""
     ins = " ".join(instruction.lower().split())
-    p = Parsed(list(parsed.objects), parsed.background, parsed.bg_pattern, parsed.style)
+    p = replace(parsed, objects=list(parsed.objects))
 
     def find(colour: str, shape: str) -> int | None:
         return next((i for i, (c, _, s) in enumerate(p.objects) if (c, s) == (colour, shape)), None)
@@ -107,8 +110,7 @@ def apply(parsed: Parsed, instruction: str) -> tuple[str, Parsed] | None:
         return "add", p
     if m := re.fullmatch(r"remove the ({colour}) ({shape})".format(**_WORD), ins):
         i = find(*m.groups())
-        return None if i is None else ("remove", Parsed(p.objects[:i] + p.objects[i + 1:], p.background,
-                                                        p.bg_pattern, p.style))
+        return None if i is None else ("remove", replace(p, objects=p.objects[:i] + p.objects[i + 1:]))
     if m := re.fullmatch(r"make the background ({pattern})".format(**_WORD), ins):
         p.bg_pattern = m.group(1)
         return "background", p
@@ -122,11 +124,11 @@ def apply(parsed: Parsed, instruction: str) -> tuple[str, Parsed] | None:
             return "texture", p
         p.objects[i] = (m.group(3), None, s)
         return "local", p
-    if ins == "make it a photo negative":
-        p.style = "negative"
+    if m := re.fullmatch(r"make it an? ({pattern}) negative".format(**_WORD), ins):
+        p.style, p.style_pattern = "negative", m.group(1)
         return "style", p
     if ins == "make it night":
-        p.style = "night"
+        p.style, p.style_pattern = "night", None
         return "global", p
     return None
 

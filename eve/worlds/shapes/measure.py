@@ -5,13 +5,16 @@ Every check is per frame and reads only pixels (no learned model), so it cannot 
 
 * texture / background: the edited region carries a pattern (luminance spread >= PATTERN_STD, where the source was
   flat), keeps its hue, and the rest of the frame is kept;
-* add: a blob of the requested colour (>= ADD_MIN_PIXELS) where the source shows background; the source's objects
-  are still there;
+* add: a blob of the requested colour (>= ADD_MIN_PIXELS; anywhere, as the new object may cover others); the
+  source's objects are still there;
 * remove: where the object was, the background is back and its colour is gone; the other objects are kept;
 * local: the object's hue is the requested colour; the rest is kept;
-* style / global: the frame is within KEEP of the target (mean absolute error) and nearer to it than to the source.
+* style (a printed negative): every visible surface carries a pattern in the target's palette (`patterned`,
+  `in_palette`);
+* global (night): the objects are within KEEP of the target and the sky carries stars in night's palette.
 
-`contrast` is the pattern's luminance spread against the ground truth's (1 = as crisp): averaged modes read < 1.
+`contrast` is the pattern's luminance spread against the ground truth's, over the regions the edit patterns
+(1 = as crisp): averaged modes read < 1.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ ADD_MIN_PIXELS = 30  # an added object (side 10) covers 50-100 pixels
 COLOUR_TOL = 0.4  # per-pixel distance (RMS over channels) to a palette colour that still reads as that colour
 WARP_SCALE = 0.1  # combined score: exp(-warp_error / WARP_SCALE)
 CHANGED = 0.3  # an output pixel this far from the source counts as edited (edit_regions)
+MIN_REGION = 12  # a surface showing fewer pixels than this is too small to read a pattern on
 
 _PALETTE = torch.tensor(list(W.COLOURS.values()))
 
@@ -63,6 +67,11 @@ def hue(frame: Tensor, mask: Tensor) -> str | None:
     return list(W.COLOURS)[int(cos.argmax())]
 
 
+def hue_is(frame: Tensor, mask: Tensor, colour: str) -> bool:
+    """The region's hue is `colour`; a region the frame does not show (a hidden object) is not judged."""
+    return not mask.any() or hue(frame, mask) == colour
+
+
 def near_colour(frame: Tensor, colour: str) -> Tensor:
     """[S, S] bool: pixels within COLOUR_TOL of a palette colour."""
     c = torch.tensor(W.COLOURS[colour]).view(3, 1, 1)
@@ -85,6 +94,37 @@ def pattern_std(frame: Tensor, mask: Tensor) -> float:
     return float(luminance(frame)[mask].std()) if int(mask.sum()) > 1 else 0.0
 
 
+def in_palette(frame: Tensor, target: Tensor, mask: Tensor) -> bool:
+    """The region's mean colour is within KEEP of the target's (the palette is right, whatever the pattern)."""
+    return float((frame[:, mask].mean(1) - target[:, mask].mean(1)).abs().mean()) < KEEP
+
+
+def patterned_regions(task: str, source: W.Scene, target: W.Scene, t: int) -> list[Tensor]:
+    """The regions a one-to-many edit patterns at frame t; [] for other edits. A surface too small once eroded is
+    read whole. A region is judged only where the target itself reads as patterned (>= MIN_REGION pixels, spread
+    >= PATTERN_STD): a sliver of a dotted surface can fall between its dots."""
+    if task == "texture":
+        layers = [changed_object(source, target) + 1]
+    elif task in ("background", "global"):
+        layers = [0]
+    elif task == "style":
+        layers = range(len(target.objects) + 1)
+    else:
+        return []
+    gt, found = W.render(target, t), []
+    for layer in layers:
+        r = region(target, t, layer)
+        r = r if int(r.sum()) >= MIN_REGION else W.layers(target, t) == layer
+        if int(r.sum()) >= MIN_REGION and pattern_std(gt, r) >= PATTERN_STD:
+            found.append(r)
+    return found
+
+
+def patterned(frame: Tensor, regions: list[Tensor]) -> bool:
+    """The frame carries a pattern on every region the edit patterns (none to read: the rest decides)."""
+    return all(pattern_std(frame, r) >= PATTERN_STD for r in regions)
+
+
 def frame_success(frame: Tensor, t: int, task: str, source: W.Scene, target: W.Scene, added: str | None = None) -> bool:
     """Does frame t of an edit read as the instruction asked? frame: [3, S, S] in [-1, 1]."""
     tgt = W.render(target, t)
@@ -95,18 +135,19 @@ def frame_success(frame: Tensor, t: int, task: str, source: W.Scene, target: W.S
     def others_kept(scene: W.Scene, ids) -> bool:
         return all(kept(frame, tgt, region(scene, t, j + 1)) for j in ids)
 
-    if task in ("style", "global"):  # near the target, and nearer to it than to the unedited frame
-        err = lambda ref: float((frame - ref).abs().mean())  # noqa: E731
-        return err(tgt) < KEEP and err(tgt) < err(W.render(source, t))
+    if task in ("style", "global"):  # the palette is right wherever the pattern is read; night keeps the objects
+        regions = patterned_regions(task, source, target, t)
+        return (patterned(frame, regions) and all(in_palette(frame, tgt, r) for r in regions)
+                and (task == "style" or others_kept(target, range(n))))
     if task == "texture":
         r = region(target, t, i + 1)
-        return (pattern_std(frame, r) >= PATTERN_STD and hue(frame, r) == source.objects[i].colour
+        return (patterned(frame, patterned_regions(task, source, target, t)) and hue_is(frame, r, source.objects[i].colour)
                 and kept(frame, tgt, region(target, t, 0)) and others_kept(target, others))
     if task == "background":
-        return pattern_std(frame, region(target, t, 0)) >= PATTERN_STD and others_kept(target, range(n))
+        return patterned(frame, patterned_regions(task, source, target, t)) and others_kept(target, range(n))
     if task == "local":
         r = region(target, t, i + 1)
-        return hue(frame, r) == target.objects[i].colour and kept(frame, tgt, region(target, t, 0)) and others_kept(
+        return hue_is(frame, r, target.objects[i].colour) and kept(frame, tgt, region(target, t, 0)) and others_kept(
             target, others)
     if task == "remove":
         gone = erode((W.layers(source, t) == i + 1) & (W.layers(target, t) == 0))
@@ -115,8 +156,7 @@ def frame_success(frame: Tensor, t: int, task: str, source: W.Scene, target: W.S
         return (kept(frame, tgt, gone) and colour_left < 0.2
                 and all(kept(frame, tgt, region(target, t, shifted[j] + 1)) for j in others))
     if task == "add":
-        free = W.layers(source, t) == 0
-        blob = int((near_colour(frame, added) & free).sum())
+        blob = int(near_colour(frame, added).sum())  # no source object has the added colour; it may cover them
         mine = ~near_colour(frame, added)  # the added object may cover part of another
         present = all(float(near_colour(frame, o.colour)[region(source, t, j + 1) & mine].float().mean()) >= 0.5
                       for j, o in enumerate(source.objects) if (region(source, t, j + 1) & mine).sum() >= 4)
@@ -134,16 +174,12 @@ def edit_regions(video: Tensor, source: W.Scene, target: W.Scene) -> Tensor:
 
 
 def contrast(video: Tensor, task: str, source: W.Scene, target: W.Scene) -> float | None:
-    """Pattern luminance spread of the edit over the ground truth's, mean over frames (texture / background)."""
-    if task not in ("texture", "background"):
-        return None
-    layer = 0 if task == "background" else changed_object(source, target) + 1
+    """Pattern luminance spread of the edit over the ground truth's, mean over the patterned regions and frames
+    (texture, background, style, global); None for other edits."""
     ratios = []
     for t in range(video.shape[0]):
-        r = region(target, t, layer)
-        ref = pattern_std(W.render(target, t), r)
-        if ref > 0:
-            ratios.append(pattern_std(video[t], r) / ref)
+        gt = W.render(target, t)
+        ratios += [pattern_std(video[t], r) / pattern_std(gt, r) for r in patterned_regions(task, source, target, t)]
     return sum(ratios) / len(ratios) if ratios else None
 
 

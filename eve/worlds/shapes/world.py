@@ -2,15 +2,22 @@
 
 A scene is a background (a colour with low-frequency shading, optionally a pattern), up to three objects (shape,
 colour, size, bouncing motion, optionally a pattern) drawn in order, so later objects occlude earlier ones, a
-camera pan that moves the background, and a global style. Patterns (stripes, checks, dots) have a random period,
-orientation and phase and live in the coordinates of what they cover: an object's pattern moves with the object,
-the background's with the camera. Every pixel's motion is therefore known exactly (`warp_previous`).
+camera pan that moves the background, and a global style. Patterns (stripes, checks, dots) are **random fields**,
+not periodic ones: a random period, orientation and phase, and, cell by cell, a random stripe width, a random
+check colour or a random dot (present or not, jittered). Every local detail is its own random draw, as real
+texture is, so a sampler that has not resolved the noise cannot infer it from the rest of the surface and averages
+it (a periodic pattern has two free numbers, which three steps already pin). Patterns live in the coordinates of
+what they cover: an object's pattern moves with the object, the background's with the camera. Every pixel's
+motion is therefore known exactly (`previous_pixel`).
 
-Edits are **one-to-many** where the real ones are: re-texturing an object, patterning the background and adding an
-object anywhere draw the pattern's period, orientation and phase (or the position) afresh for every pair, so a
-per-frame editor draws a different pattern in every frame (the flicker FDD fixes), and few-step sampling that
-averages the modes loses the pattern's contrast. Removing, recolouring and the two global styles are one-to-one and
-have a pixel target.
+Styles are global, palette and texture together: "negative" inverts the palette and prints a pattern over every
+surface ("make it a striped negative"); "night" darkens the palette and scatters stars (a dotted field) over the
+sky (the background).
+
+Edits are **one-to-many** where the real ones are: re-texturing an object, patterning the background, adding an
+object anywhere and the two styles draw the pattern (or the position) afresh for every pair, so a per-frame editor
+draws a different pattern in every frame (the flicker FDD fixes), and few-step sampling that averages the modes
+loses the pattern's contrast. Removing and recolouring are one-to-one and have a pixel target.
 
 Pixels are in [-1, 1]; frames are [3, SIZE, SIZE], videos [F, 3, SIZE, SIZE]. Positions and pan offsets are whole
 pixels at every frame, so the ground truth's own warp error is exactly zero.
@@ -40,12 +47,16 @@ PANS = (-1.0, -0.5, 0.0, 0.5, 1.0)
 SHADE = 0.15  # amplitude of the background's low-frequency shading (makes the pan visible)
 
 
+STAR = (0.7, 0.7, 0.45)  # the colour of night's stars
+
+
 @dataclass(frozen=True)
 class Pattern:
     kind: str  # one of PATTERNS
     period: float
     angle: float  # radians
     phase: tuple[float, float]  # in periods, along the pattern's two axes
+    seed: int = 0  # the cell-by-cell draws (stripe widths, check colours, dots)
 
 
 @dataclass(frozen=True)
@@ -73,6 +84,7 @@ class Scene:
     shade: tuple[float, float, float, float] = (30.0, 26.0, 0.0, 0.0)  # periods (x, y) and phases of the shading
     bg_pattern: Pattern | None = None
     style: str = "plain"
+    style_pattern: Pattern | None = None  # negative: printed over every surface; night: the stars
 
     def offset(self, t: int) -> tuple[int, int]:
         """Camera offset at frame t (whole pixels): screen x shows world x + offset."""
@@ -107,37 +119,59 @@ def shape_mask(shape: str, side: int) -> Tensor:
     raise ValueError(f"unknown shape {shape!r}")
 
 
+def _uniform(i: Tensor, j: Tensor, seed: int) -> Tensor:
+    """A uniform draw in [0, 1) per integer cell (i, j): an integer hash, exact on every machine."""
+    h = (i * 73856093) ^ (j * 19349663) ^ (seed * 83492791)
+    h = (h ^ (h >> 13)) * 1274126177
+    h = h ^ (h >> 16)
+    return (h & 0xFFFF).float() / 65536
+
+
 def pattern_weight(p: Pattern, u: Tensor, v: Tensor) -> Tensor:
-    """Ink weight in [0, 1] of a pattern at coordinates (u, v) (pixels, in the patterned thing's own frame)."""
+    """Ink weight in [0, 1] of a pattern at coordinates (u, v) (pixels, in the patterned thing's own frame).
+
+    striped: one stripe per period, its width drawn per stripe (0.3-0.7 of the period); checked: a checkerboard of
+    half-period cells, each flipped with probability 0.3; dotted: one dot per period cell, present with probability
+    0.9, its centre jittered.
+    """
     ca, sa = math.cos(p.angle), math.sin(p.angle)
     a = (u * ca + v * sa) / p.period + p.phase[0]
     b = (-u * sa + v * ca) / p.period + p.phase[1]
     if p.kind == "striped":
-        return 0.5 + 0.5 * torch.tanh(4 * torch.sin(2 * math.pi * a))
-    if p.kind == "checked":
-        return 0.5 + 0.5 * torch.tanh(6 * torch.sin(2 * math.pi * a) * torch.sin(2 * math.pi * b))
+        k = torch.floor(a)
+        f = a - k
+        width = 0.3 + 0.4 * _uniform(k.long(), torch.zeros_like(k).long(), p.seed)
+        inside = torch.minimum(f, width - f) * p.period  # signed distance into the stripe, pixels
+        return (inside + 0.5).clamp(0, 1)  # a pixel's coverage
+    if p.kind == "checked":  # a checkerboard with cells flipped at random, so even a small surface shows both inks
+        i, j = torch.floor(2 * a).long(), torch.floor(2 * b).long()
+        return (((i + j) % 2 == 0) ^ (_uniform(i, j, p.seed) < 0.3)).float()
     if p.kind == "dotted":
-        da, db = a - torch.round(a), b - torch.round(b)
-        return torch.sigmoid((0.3 - (da**2 + db**2).sqrt()) * 12)
+        i, j = torch.floor(a).long(), torch.floor(b).long()
+        present = (_uniform(i, j, p.seed) < 0.9).float()
+        ca_, cb_ = i + 0.3 + 0.4 * _uniform(i, j, p.seed + 1), j + 0.3 + 0.4 * _uniform(i, j, p.seed + 2)
+        return present * torch.sigmoid((0.3 - ((a - ca_) ** 2 + (b - cb_) ** 2).sqrt()) * 12)
     raise ValueError(f"unknown pattern {p.kind!r}")
 
 
-def ink(colour: tuple[float, ...]) -> Tensor:
-    """The pattern's second colour on a surface of `colour`: far from it (dark on light, light on dark)."""
-    c = torch.tensor(colour)
-    return torch.where(c.mean() > 0, 0.45 * c - 0.55, 0.35 * c + 0.6)
+def ink(colour: Tensor) -> Tensor:
+    """The pattern's second colour on a surface of `colour` [3, ...]: far from it (dark on light, light on dark)."""
+    return torch.where(colour.mean(0, keepdim=True) > 0, 0.45 * colour - 0.55, 0.35 * colour + 0.6)
+
+
+def overlay(surface: Tensor, pattern: Pattern | None, u: Tensor, v: Tensor) -> Tensor:
+    """[3, h, w] surface with a pattern inked over it at coordinates (u, v) (pixels, in the surface's frame)."""
+    if pattern is None:
+        return surface
+    return surface + (ink(surface) - surface) * pattern_weight(pattern, u, v)
 
 
 def _paint(base: tuple[float, ...], pattern: Pattern | None, u: Tensor, v: Tensor) -> Tensor:
     """[3, h, w] surface of colour `base` with an optional pattern at coordinates (u, v)."""
-    c = torch.tensor(base).view(3, 1, 1).expand(3, *u.shape)
-    if pattern is None:
-        return c.clone()
-    w = pattern_weight(pattern, u, v)
-    return c + (ink(base).view(3, 1, 1) - c) * w
+    return overlay(torch.tensor(base).view(3, 1, 1).expand(3, *u.shape).clone(), pattern, u, v)
 
 
-def stylise(frame: Tensor, style: str) -> Tensor:
+def palette(frame: Tensor, style: str) -> Tensor:
     if style == "plain":
         return frame
     if style == "negative":
@@ -163,14 +197,21 @@ def render(scene: Scene, t: int) -> Tensor:
     X, Y = xs + ox, ys + oy  # world coordinates of the background
     px, py, ph1, ph2 = scene.shade
     shading = SHADE * torch.sin(2 * math.pi * (X / px + ph1)) * torch.cos(2 * math.pi * (Y / py + ph2))
-    img = _paint(BACKGROUNDS[scene.background], scene.bg_pattern, X, Y) + shading
+    printed = scene.style_pattern if scene.style == "negative" else None
+    img = overlay(_paint(BACKGROUNDS[scene.background], scene.bg_pattern, X, Y) + shading, printed, X, Y)
+    sky = torch.ones(SIZE, SIZE, dtype=torch.bool)
     for o in scene.objects:
         x, y = o.position(t)
         u, v = _grid(o.side)
         m = shape_mask(o.shape, o.side)
         region = img[:, y : y + o.side, x : x + o.side]
-        region[:, m] = _paint(COLOURS[o.colour], o.pattern, u, v)[:, m]
-    return stylise(img, scene.style)
+        region[:, m] = overlay(_paint(COLOURS[o.colour], o.pattern, u, v), printed, u, v)[:, m]
+        sky[y : y + o.side, x : x + o.side][m] = False
+    img = palette(img, scene.style)
+    if scene.style == "night":
+        stars = pattern_weight(scene.style_pattern, X, Y) * sky
+        img = img + (torch.tensor(STAR).view(3, 1, 1) - img) * stars
+    return img
 
 
 def render_video(scene: Scene, num_frames: int = NUM_FRAMES) -> Tensor:
@@ -225,7 +266,7 @@ def caption(scene: Scene) -> str:
     bg = f"a {scene.background}{' ' + scene.bg_pattern.kind if scene.bg_pattern else ''} background"
     text = (" and ".join(describe(o) for o in scene.objects) + f" on {bg}") if scene.objects else bg
     if scene.style == "negative":
-        return "a negative of " + text
+        return f"a {scene.style_pattern.kind} negative of {text}"
     if scene.style == "night":
         return text + " at night"
     return text
@@ -241,7 +282,16 @@ VOCABULARY = sorted(set(
 
 def random_pattern(rng: random.Random, kind: str | None = None) -> Pattern:
     return Pattern(kind or rng.choice(PATTERNS), rng.uniform(*PERIODS), rng.uniform(0, math.pi),
-                   (rng.random(), rng.random()))
+                   (rng.random(), rng.random()), rng.getrandbits(30))
+
+
+def random_style(rng: random.Random, style: str) -> Pattern | None:
+    """The free part of a style: the printed pattern of a negative, the stars of a night sky."""
+    if style == "negative":
+        return random_pattern(rng)
+    if style == "night":
+        return random_pattern(rng, "dotted")
+    return None
 
 
 def random_object(rng: random.Random, *, colour: str, moving: bool = True, side: int | None = None,
@@ -269,7 +319,8 @@ def backbone_scene(rng: random.Random) -> Scene:
     """The text-to-image distribution: every state an edit can produce (patterns, up to three objects, styles)."""
     sc = _base(rng, rng.choices([0, 1, 2, 3], weights=[1, 4, 4, 2])[0], patterned=0.4)
     bg_pattern = random_pattern(rng) if rng.random() < 0.3 else None
-    return replace(sc, bg_pattern=bg_pattern, style=rng.choices(STYLES, weights=[6, 1, 1])[0])
+    style = rng.choices(STYLES, weights=[4, 1, 1])[0]
+    return replace(sc, bg_pattern=bg_pattern, style=style, style_pattern=random_style(rng, style))
 
 
 def _overlap(scene: Scene, new: Obj) -> int:
@@ -308,10 +359,12 @@ def edit(scene: Scene, task: str, rng: random.Random) -> tuple[str, Scene]:
         new = replace(objs[i], colour=c)
         return f"make {_name(objs[i])} {c}", replace(scene, objects=objs[:i] + (new,) + objs[i + 1:])
     if task == "style":
-        return "make it a photo negative", replace(scene, style="negative")
+        p = random_style(rng, "negative")
+        return f"make it a {p.kind} negative", replace(scene, style="negative", style_pattern=p)
     if task == "global":
-        return "make it night", replace(scene, style="night")
+        return "make it night", replace(scene, style="night", style_pattern=random_style(rng, "night"))
     raise ValueError(f"unknown task {task!r}")
 
 
-ONE_TO_MANY = ("add", "background", "texture")  # no pixel target: the free parameters are the editor's choice
+# no pixel target: the free parameters (position, pattern, stars) are the editor's choice
+ONE_TO_MANY = ("add", "background", "texture", "style", "global")
