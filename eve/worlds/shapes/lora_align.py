@@ -80,10 +80,22 @@ def write_manifest(out: str | os.PathLike, num_scenes: int = 60, seed: int = 0) 
     return write_table(pd.DataFrame(rows), Path(out) / "manifest.jsonl")
 
 
+def _shows_at_frame_0(it: Item) -> bool:
+    """Does the edit change frame 0 visibly (>= 12 pixels)? An object hidden at frame 0 has nothing to score."""
+    return int(((W.render(it.target, 0) - W.render(it.source, 0)).abs().amax(0) > 0.1).sum()) >= 12
+
+
 def test_items(num_scenes: int = 30) -> list[Item]:
-    """Held-out scenes (no teacher, LoRA or alignment run saw them), every task of TASKS each."""
-    return [it for it in held_out_items(num_scenes * 7 // len(TASKS) + 7, all_tasks=True) if it.task in TASKS][
-        : num_scenes * len(TASKS)]
+    """Held-out scenes (no teacher, LoRA or alignment run saw them), every task of TASKS each; a scene is kept only
+    when every one of its edits shows at frame 0, the one frame this measure reads."""
+    by_clip: dict[int, list[Item]] = {}
+    for it in held_out_items(2 * num_scenes + 7, all_tasks=True):
+        if it.task in TASKS:
+            by_clip.setdefault(it.clip, []).append(it)
+    kept = [its for its in by_clip.values() if all(_shows_at_frame_0(it) for it in its)]
+    if len(kept) < num_scenes:
+        raise ValueError(f"only {len(kept)} held-out scenes show every edit at frame 0; asked for {num_scenes}")
+    return [it for its in kept[:num_scenes] for it in its]
 
 
 def score(frame: Tensor, it: Item) -> dict:
