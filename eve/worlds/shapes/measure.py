@@ -141,8 +141,8 @@ def frame_success(frame: Tensor, t: int, task: str, source: W.Scene, target: W.S
                 and (task == "style" or others_kept(target, range(n))))
     if task == "texture":
         r = region(target, t, i + 1)
-        return (patterned(frame, patterned_regions(task, source, target, t)) and hue_is(frame, r, source.objects[i].colour)
-                and kept(frame, tgt, region(target, t, 0)) and others_kept(target, others))
+        return (patterned(frame, patterned_regions(task, source, target, t))
+                and hue_is(frame, r, source.objects[i].colour) and kept(frame, tgt, region(target, t, 0)) and others_kept(target, others))
     if task == "background":
         return patterned(frame, patterned_regions(task, source, target, t)) and others_kept(target, range(n))
     if task == "local":
