@@ -142,7 +142,8 @@ def frame_success(frame: Tensor, t: int, task: str, source: W.Scene, target: W.S
     if task == "texture":
         r = region(target, t, i + 1)
         return (patterned(frame, patterned_regions(task, source, target, t))
-                and hue_is(frame, r, source.objects[i].colour) and kept(frame, tgt, region(target, t, 0)) and others_kept(target, others))
+                and hue_is(frame, r, source.objects[i].colour)
+                and kept(frame, tgt, region(target, t, 0)) and others_kept(target, others))
     if task == "background":
         return patterned(frame, patterned_regions(task, source, target, t)) and others_kept(target, range(n))
     if task == "local":
@@ -192,8 +193,8 @@ def clip_metrics(video: Tensor, task: str, source: W.Scene, target: W.Scene, add
     """Every metric of one edited clip [F, 3, S, S] (frames from 0), and the combined score.
 
     success: fraction of frames that read as the instruction asked; warp: warp error against the target's known
-    motion where something was edited (`edit_regions`; the ground truth scores 0); psnr: against the ground truth, one-to-one edits only; contrast: pattern
-    crispness (texture, background); combined = mean of success, exp(-warp / WARP_SCALE) and, where a pixel target
+    motion where something was edited (`edit_regions`; the ground truth scores 0); psnr: against the ground truth,
+    one-to-one edits only; contrast: pattern crispness (the edits that draw a pattern); combined = mean of success, exp(-warp / WARP_SCALE) and, where a pixel target
     exists, clip((psnr - 10) / 20, 0, 1). Fixed before any result was seen.
     """
     F = video.shape[0]
