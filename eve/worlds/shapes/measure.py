@@ -194,7 +194,8 @@ def clip_metrics(video: Tensor, task: str, source: W.Scene, target: W.Scene, add
 
     success: fraction of frames that read as the instruction asked; warp: warp error against the target's known
     motion where something was edited (`edit_regions`; the ground truth scores 0); psnr: against the ground truth,
-    one-to-one edits only; contrast: pattern crispness (the edits that draw a pattern); combined = mean of success, exp(-warp / WARP_SCALE) and, where a pixel target
+    one-to-one edits only; contrast: pattern crispness (the edits that draw a pattern); combined = mean of success,
+    exp(-warp / WARP_SCALE) and, where a pixel target
     exists, clip((psnr - 10) / 20, 0, 1). Fixed before any result was seen.
     """
     F = video.shape[0]
