@@ -6,7 +6,7 @@ Every check is per frame and reads only pixels (no learned model), so it cannot 
 * texture / background: the edited region carries a pattern (luminance spread >= PATTERN_STD, where the source was
   flat), keeps its hue, and the rest of the frame is kept;
 * add: a blob of the requested colour (>= ADD_MIN_PIXELS; anywhere, as the new object may cover others); the
-  source's objects are still there;
+  source's objects are still there, and none of them has merely turned the added colour;
 * remove: where the object was, the background is back and its colour is gone; the other objects are kept;
 * local: the object's hue is the requested colour; the rest is kept;
 * style (a printed negative): every visible surface carries a pattern in the target's palette (`patterned`,
@@ -158,10 +158,17 @@ def frame_success(frame: Tensor, t: int, task: str, source: W.Scene, target: W.S
                 and all(kept(frame, tgt, region(target, t, shifted[j] + 1)) for j in others))
     if task == "add":
         blob = int(near_colour(frame, added).sum())  # no source object has the added colour; it may cover them
-        mine = ~near_colour(frame, added)  # the added object may cover part of another
-        present = all(float(near_colour(frame, o.colour)[region(source, t, j + 1) & mine].float().mean()) >= 0.5
-                      for j, o in enumerate(source.objects) if (region(source, t, j + 1) & mine).sum() >= 4)
-        return blob >= ADD_MIN_PIXELS and present
+        mine = ~near_colour(frame, added)
+        covered_in_target = W.layers(target, t) == len(target.objects)  # where the ground truth's new object is
+        for j, o in enumerate(source.objects):
+            r = region(source, t, j + 1)
+            if int(r.sum()) < 4:
+                continue
+            if float((~mine)[r].float().mean()) >= 0.9 and float(covered_in_target[r].float().mean()) < 0.9:
+                return False  # an object turned the added colour: a recolour, not an addition
+            if int((r & mine).sum()) >= 4 and float(near_colour(frame, o.colour)[r & mine].float().mean()) < 0.5:
+                return False  # a source object is gone
+        return blob >= ADD_MIN_PIXELS
     raise ValueError(f"unknown task {task!r}")
 
 

@@ -5,10 +5,10 @@ colour, size, bouncing motion, optionally a pattern) drawn in order, so later ob
 camera pan that moves the background, and a global style. Patterns (stripes, checks, dots) are **random fields**,
 not periodic ones: a random period, orientation and phase, and, cell by cell, a random stripe width, a random
 check colour or a random dot (present or not, jittered). Every local detail is its own random draw, as real
-texture is, so a sampler that has not resolved the noise cannot infer it from the rest of the surface and averages
-it (a periodic pattern has two free numbers, which three steps already pin). Patterns live in the coordinates of
-what they cover: an object's pattern moves with the object, the background's with the camera. Every pixel's
-motion is therefore known exactly (`previous_pixel`).
+texture is, so a sampler that has not resolved the noise cannot infer it from the rest of the surface and
+averages it (the hypothesis: a periodic pattern has two free numbers, which three steps can pin). Patterns live
+in the coordinates of what they cover: an object's pattern moves with the object, the background's with the
+camera. Every pixel's motion is therefore known exactly (`previous_pixel`).
 
 Styles are global, palette and texture together: "negative" inverts the palette and prints a pattern over every
 surface ("make it a striped negative"); "night" darkens the palette and scatters stars (a dotted field) over the
@@ -122,7 +122,7 @@ def shape_mask(shape: str, side: int) -> Tensor:
 def _uniform(i: Tensor, j: Tensor, seed: int) -> Tensor:
     """A uniform draw in [0, 1) per integer cell (i, j): an integer hash, exact on every machine."""
     h = (i * 73856093) ^ (j * 19349663) ^ (seed * 83492791)
-    h = (h ^ (h >> 13)) * 1274126177
+    h = (h ^ (h >> 13)) * 1274126177  # int64 products wrap (two's complement); kept: the teachers learnt these fields
     h = h ^ (h >> 16)
     return (h & 0xFFFF).float() / 65536
 
