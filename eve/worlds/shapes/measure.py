@@ -99,10 +99,12 @@ def in_palette(frame: Tensor, target: Tensor, mask: Tensor) -> bool:
     return float((frame[:, mask].mean(1) - target[:, mask].mean(1)).abs().mean()) < KEEP
 
 
-def patterned_regions(task: str, source: W.Scene, target: W.Scene, t: int) -> list[Tensor]:
+def patterned_regions(task: str, source: W.Scene, target: W.Scene, t: int,
+                      gt: Tensor | None = None) -> list[Tensor]:
     """The regions a one-to-many edit patterns at frame t; [] for other edits. A surface too small once eroded is
     read whole. A region is judged only where the target itself reads as patterned (>= MIN_REGION pixels, spread
-    >= PATTERN_STD): a sliver of a dotted surface can fall between its dots."""
+    >= PATTERN_STD): a sliver of a dotted surface can fall between its dots. gt: the target's frame t, when the
+    caller has rendered it already."""
     if task == "texture":
         layers = [changed_object(source, target) + 1]
     elif task in ("background", "global"):
@@ -111,7 +113,7 @@ def patterned_regions(task: str, source: W.Scene, target: W.Scene, t: int) -> li
         layers = range(len(target.objects) + 1)
     else:
         return []
-    gt, found = W.render(target, t), []
+    gt, found = W.render(target, t) if gt is None else gt, []
     for layer in layers:
         r = region(target, t, layer)
         r = r if int(r.sum()) >= MIN_REGION else W.layers(target, t) == layer
@@ -136,16 +138,16 @@ def frame_success(frame: Tensor, t: int, task: str, source: W.Scene, target: W.S
         return all(kept(frame, tgt, region(scene, t, j + 1)) for j in ids)
 
     if task in ("style", "global"):  # the palette is right wherever the pattern is read; night keeps the objects
-        regions = patterned_regions(task, source, target, t)
+        regions = patterned_regions(task, source, target, t, tgt)
         return (patterned(frame, regions) and all(in_palette(frame, tgt, r) for r in regions)
                 and (task == "style" or others_kept(target, range(n))))
     if task == "texture":
         r = region(target, t, i + 1)
-        return (patterned(frame, patterned_regions(task, source, target, t))
+        return (patterned(frame, patterned_regions(task, source, target, t, tgt))
                 and hue_is(frame, r, source.objects[i].colour)
                 and kept(frame, tgt, region(target, t, 0)) and others_kept(target, others))
     if task == "background":
-        return patterned(frame, patterned_regions(task, source, target, t)) and others_kept(target, range(n))
+        return patterned(frame, patterned_regions(task, source, target, t, tgt)) and others_kept(target, range(n))
     if task == "local":
         r = region(target, t, i + 1)
         return hue_is(frame, r, target.objects[i].colour) and kept(frame, tgt, region(target, t, 0)) and others_kept(
@@ -187,7 +189,8 @@ def contrast(video: Tensor, task: str, source: W.Scene, target: W.Scene) -> floa
     ratios = []
     for t in range(video.shape[0]):
         gt = W.render(target, t)
-        ratios += [pattern_std(video[t], r) / pattern_std(gt, r) for r in patterned_regions(task, source, target, t)]
+        regions = patterned_regions(task, source, target, t, gt)
+        ratios += [pattern_std(video[t], r) / pattern_std(gt, r) for r in regions]
     return sum(ratios) / len(ratios) if ratios else None
 
 
