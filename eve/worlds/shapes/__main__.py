@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from eve.utils.logging import setup_logging
 
@@ -42,8 +43,6 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     setup_logging()
     if args.cmd == "style-data":
-        from pathlib import Path
-
         from eve.worlds.shapes.lora_align import write_manifest, write_style_images
 
         print(write_style_images(Path(args.out) / "images", args.images, args.seed))
@@ -57,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
 
         if args.steps is not None and (args.only is None or args.steps < 1):
             ap.error(f"--steps needs --only and a positive count, got --steps {args.steps} --only {args.only}")
+        if args.init is not None and not (Path(args.init) / "sd").is_dir():
+            ap.error(f"--init: {args.init} is not a teachers folder (no sd/ in it)")
         print(train_teachers(args.out, scale=args.scale, seed=args.seed, only=args.only, init=args.init,
                              steps=args.steps))
     return 0
