@@ -38,6 +38,7 @@ from eve.data.clips import ClipDataset, collate  # noqa: E402
 from eve.data.manifest import read_manifest  # noqa: E402
 from eve.models.discriminator import EditDiscriminator, VideoDiscriminator, to_grid  # noqa: E402
 from eve.models.lora import EVE_LORA_NAME, load_lora_into  # noqa: E402
+from eve.tasks import TASKS  # noqa: E402
 from eve.train.fdd import FddDiscriminator, edit_pairs  # noqa: E402
 from eve.train.loop import Parts, build_parts, make_batch  # noqa: E402
 
@@ -108,31 +109,46 @@ def draw_teachers(cfg, parts, n: int, seed: int, k: int) -> list[tuple]:
     return out
 
 
+def accuracy(real: Tensor, fake: Tensor) -> float:
+    """Unpaired accuracy: the share of real logits above 0 and of fake logits below, averaged (a critic's job)."""
+    return float(((real > 0).float().mean() + (fake < 0).float().mean()) / 2)
+
+
 @torch.no_grad()
-def score(critic, data, frames: list[int]) -> dict[str, float]:
+def score(critic, data, frames: list[int]) -> dict:
+    """Logit gap and accuracy of D_e (per frame) and D_v (per clip); for D_e also the accuracy by task ("edit by
+    task": {task: accuracy}, tasks present only) and the paired control ("edit paired": the share of frames whose
+    real sample gets a strictly higher logit than the fake of the same clip and frame; ties count against). Paired
+    well above unpaired says the critic sees the difference within a pair, and the variety between scenes is what
+    hides it from a threshold."""
     critic.eval()
-    logits = {"er": [], "ef": [], "vr": [], "vf": []}
+    logits = {"er": [], "ef": [], "vr": [], "vf": [], "task": []}
     for b, fake_e, fake_v, real_e, real_v in data:
         text = b.instruction_pooled.repeat_interleave(len(frames), 0)
         logits["er"].append(critic.edit(*edit_pairs(real_e, b.frames, frames), text).mean(1))
         logits["ef"].append(critic.edit(*edit_pairs(fake_e, b.frames, frames), text).mean(1))
         logits["vr"].append(critic.video(real_v, b.caption_pooled).mean(1))
         logits["vf"].append(critic.video(fake_v, b.caption_pooled).mean(1))
+        logits["task"].append(b.task.cpu().repeat_interleave(len(frames)))  # edit_pairs: frames within a clip
     critic.train()
-    c = {k: torch.cat(v) for k, v in logits.items()}
-    acc = lambda r, f: float(((r > 0).float().mean() + (f < 0).float().mean()) / 2)  # noqa: E731
-    return {"edit gap": float(c["er"].mean() - c["ef"].mean()), "edit acc": acc(c["er"], c["ef"]),
-            "video gap": float(c["vr"].mean() - c["vf"].mean()), "video acc": acc(c["vr"], c["vf"])}
+    c = {k: torch.cat(v).cpu() for k, v in logits.items()}
+    out = {"edit gap": float(c["er"].mean() - c["ef"].mean()), "edit acc": accuracy(c["er"], c["ef"]),
+           "video gap": float(c["vr"].mean() - c["vf"].mean()), "video acc": accuracy(c["vr"], c["vf"]),
+           "edit paired": float((c["er"] > c["ef"]).float().mean())}
+    out["edit by task"] = {name: accuracy(c["er"][c["task"] == k], c["ef"][c["task"] == k])
+                           for k, name in enumerate(TASKS) if (c["task"] == k).any()}
+    return out
 
 
-def probe(cfg, parts, data, *, held_out: int, epochs: int, d_lr: float, log=print) -> dict[str, dict[str, float]]:
+def probe(cfg, parts, data, *, held_out: int, epochs: int, d_lr: float, log=print) -> dict[str, dict]:
     """Train the fresh heads on all but the last `held_out` batches; log a table row per epoch; return the last
     epoch's scores ({"train": ..., "held-out": ...})."""
     train, held = data[:-held_out], data[-held_out:]
     frames = parts.generator_step.disc_frames(cfg.model.num_frames)
     opt = torch.optim.Adam(parts.head_params, lr=d_lr, betas=tuple(cfg.optim.d_betas))
+    columns = ("edit gap", "edit acc", "video gap", "video acc")
     log("| epoch | train edit gap | train edit acc | train video gap | train video acc | held-out edit gap | "
-        "held-out edit acc | held-out video gap | held-out video acc |\n|" + "---|" * 9)
+        "held-out edit acc | held-out video gap | held-out video acc | held-out edit paired |\n|" + "---|" * 10)
     for epoch in range(epochs + 1):
         if epoch:
             for b, fake_e, fake_v, real_e, real_v in train:
@@ -140,7 +156,9 @@ def probe(cfg, parts, data, *, held_out: int, epochs: int, d_lr: float, log=prin
                 parts.critic_step(fake_e, real_e, real_v, b, frames, fake_video=fake_v)["loss"].backward()
                 opt.step()
         t, h = score(parts.critic_step, train, frames), score(parts.critic_step, held, frames)
-        log(f"| {epoch} | " + " | ".join(f"{d[k]:.3f}" for d in (t, h) for k in d) + " |")
+        row = [t[k] for k in columns] + [h[k] for k in columns] + [h["edit paired"]]
+        log(f"| {epoch} | " + " | ".join(f"{v:.3f}" for v in row) + " |")
+    log("held-out edit acc by task: " + ", ".join(f"{k} {v:.3f}" for k, v in h["edit by task"].items()))
     return {"train": t, "held-out": h}
 
 
@@ -150,11 +168,12 @@ def default_held_out(batches: int) -> int:
 
 
 def teacher_probe(config: str | Path, *, k: int, batches: int = 30, held_out: int | None = None, epochs: int = 15,
-                  seed: int = 0, overrides: list[str] | None = None) -> dict[str, dict[str, float]]:
+                  seed: int = 0, overrides: list[str] | None = None) -> dict[str, dict]:
     """Gate 3 of the shapes world: accuracy of fresh heads separating the teachers' k-step samples from their
     fdd.real_steps ones, on the critic's features and, as the control, on raw pixel patches (the same samples):
-    {"features" | "pixels": {"edit", "video" (held-out D_e, D_v), "train edit", "train video"}}. held_out: the
-    last micro-batches kept out of training (default: `default_held_out`)."""
+    {"features" | "pixels": {"edit", "video" (held-out D_e, D_v), "train edit", "train video", "edit paired" and
+    "edit by task" (held-out, see `score`)}}. held_out: the last micro-batches kept out of training (default:
+    `default_held_out`)."""
     cfg = load_config(config, overrides)
     torch.manual_seed(seed)
     parts = build_parts(cfg, "cpu", seed=seed)
@@ -165,8 +184,10 @@ def teacher_probe(config: str | Path, *, k: int, batches: int = 30, held_out: in
         print(f"{name}:", file=sys.stderr)
         r = probe(cfg, critic, data, held_out=held_out, epochs=epochs, d_lr=cfg.optim.d_lr,
                   log=lambda s: print(s, file=sys.stderr, flush=True))
-        out[name] = {"edit": r["held-out"]["edit acc"], "video": r["held-out"]["video acc"],
-                     "train edit": r["train"]["edit acc"], "train video": r["train"]["video acc"]}
+        h = r["held-out"]
+        out[name] = {"edit": h["edit acc"], "video": h["video acc"], "train edit": r["train"]["edit acc"],
+                     "train video": r["train"]["video acc"], "edit paired": h["edit paired"],
+                     "edit by task": h["edit by task"]}
     return out
 
 

@@ -14,7 +14,9 @@ at it) and the discriminators the probe trains (disc.*).
 3. a critic can see it: fresh discriminator heads on the world's critic features separate the edit teacher's
    k-step samples from its many-step samples with held-out accuracy >= 0.8 (bench/disc_probe.py's machinery). The
    same heads on raw pixel patches are the control: heads on pixels that do no better say the features are not
-   what hides the difference.
+   what hides the difference. Also printed (not gated): D_e's held-out accuracy by task, and its paired accuracy
+   (many-step above few-step within the same frame): paired well above unpaired says the difference is there, and
+   what hides it from a threshold is the variety between scenes.
 
 Prints each gate's figures and PASS/FAIL, and writes gates.md, results.csv and grid_<task>.png (one held-out
 texture, background, style and remove edit; a labelled row per method) under --out. Clip rows use held-out test
@@ -150,7 +152,10 @@ def main(argv=None) -> int:
                       f"held-out accuracy D_e {f['edit']:.3f}, D_v {f['video']:.3f} (train {f['train edit']:.3f}, "
                       f"{f['train video']:.3f}; needs D_e >= {PROBE_ACC}); control, the same heads on raw pixel "
                       f"patches: D_e {px['edit']:.3f}, D_v {px['video']:.3f} (train {px['train edit']:.3f}, "
-                      f"{px['train video']:.3f})", f["edit"] >= PROBE_ACC))
+                      f"{px['train video']:.3f}); paired (held-out frames whose many-step sample the critic scores "
+                      f"above the few-step one of the same frame): D_e {f['edit paired']:.3f} (pixels "
+                      f"{px['edit paired']:.3f}); D_e by task: "
+                      + ", ".join(f"{t} {a:.2f}" for t, a in f["edit by task"].items()), f["edit"] >= PROBE_ACC))
     text = (f"### Gates: {args.clips} held-out clips, seed {args.seed}, oracle first frame\n\n"
             + "\n".join(f"- **{'PASS' if ok else 'FAIL'}** {g}: {fig}" for g, fig, ok in gates)
             + "\n\n" + markdown(overall) + "\n\n" + markdown(per_task) + "\n")

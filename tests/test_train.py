@@ -292,6 +292,33 @@ def test_pixel_patches_are_the_image_itself(monkeypatch):
     assert torch.equal(back, images)
 
 
+def test_probe_scores_by_task_and_paired(monkeypatch):
+    """A critic whose logit is the frame's mean pixel: two clips, each real frame 0.1 above its fake, one clip's pair
+    straddling 0 and the other's both above. Oracle: unpaired D_e accuracy 0.75 (1.0 on the straddling task, 0.5 on
+    the other), paired 1.0; D_v scored per clip."""
+    from types import SimpleNamespace
+
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    from disc_probe import score
+
+    class MeanCritic(torch.nn.Module):
+        def edit(self, out, src, text):
+            return out.mean((1, 2, 3))[:, None]
+
+        def video(self, clip, text):
+            return clip.mean((1, 2, 3, 4))[:, None]
+
+    level = torch.tensor([0.05, 0.5]).view(2, 1, 1, 1, 1)  # clip 0 (task add) straddles 0, clip 1 (remove) does not
+    real = level.expand(2, 3, 3, 4, 4).clone()
+    fake = real - 0.1
+    b = SimpleNamespace(task=torch.tensor([0, 1]), instruction_pooled=torch.zeros(2, 5),
+                        caption_pooled=torch.zeros(2, 5), frames=torch.zeros(2, 3, 3, 4, 4))
+    s = score(MeanCritic(), [(b, fake, fake, real, real)], frames=[1, 2])
+    assert s["edit acc"] == 0.75 and s["edit paired"] == 1.0
+    assert s["edit by task"] == {"add": 1.0, "remove": 0.5}
+    assert s["video acc"] == 0.75 and abs(s["edit gap"] - 0.1) < 1e-6
+
+
 def bad_manifest(tmp_path, toy, case):
     df = pd.read_csv(toy, keep_default_na=False)
     df["video"] = [str((Path(toy).parent / v).resolve()) for v in df["video"]]
