@@ -129,14 +129,17 @@ def score(critic, data, frames: list[int]) -> dict:
         logits["ef"].append(critic.edit(*edit_pairs(fake_e, b.frames, frames), text).mean(1))
         logits["vr"].append(critic.video(real_v, b.caption_pooled).mean(1))
         logits["vf"].append(critic.video(fake_v, b.caption_pooled).mean(1))
-        logits["task"].append(b.task.cpu().repeat_interleave(len(frames)))  # edit_pairs: frames within a clip
+        logits["task"].append(b.task.repeat_interleave(len(frames)))  # edit_pairs: frames within a clip
     critic.train()
     c = {k: torch.cat(v).cpu() for k, v in logits.items()}
     out = {"edit gap": float(c["er"].mean() - c["ef"].mean()), "edit acc": accuracy(c["er"], c["ef"]),
            "video gap": float(c["vr"].mean() - c["vf"].mean()), "video acc": accuracy(c["vr"], c["vf"]),
            "edit paired": float((c["er"] > c["ef"]).float().mean())}
-    out["edit by task"] = {name: accuracy(c["er"][c["task"] == k], c["ef"][c["task"] == k])
-                           for k, name in enumerate(TASKS) if (c["task"] == k).any()}
+    out["edit by task"] = {}
+    for k, name in enumerate(TASKS):
+        m = c["task"] == k
+        if m.any():
+            out["edit by task"][name] = accuracy(c["er"][m], c["ef"][m])
     return out
 
 
