@@ -244,6 +244,26 @@ def test_a_stage_continues_from_earlier_teachers(smoke_teachers, tmp_path):
         train_teachers(tmp_path, steps=2)
 
 
+def test_an_epsilon_backbone_and_the_adapter_that_follows_it(smoke_teachers, tmp_path, monkeypatch):
+    """--prediction epsilon: the backbone continued alone takes the earlier autoencoder along, saves SD-1.5's
+    schedule (epsilon, terminal SNR not zero), and an adapter trained next reads that schedule, not the default."""
+    from eve.worlds.shapes import teachers as T
+
+    earlier = smoke_teachers.parent
+    T.train_teachers(tmp_path, init=earlier, only="backbone", steps=2, prediction="epsilon")
+    assert (tmp_path / "sd" / "vae").is_dir() and (tmp_path / "logs" / "sd_vae.jsonl").is_file()
+    s = T.backbone_schedule(tmp_path)
+    assert s.prediction_type == "epsilon" and float(s.alphas_cumprod[-1]) > 0
+    assert T.backbone_schedule(earlier).prediction_type == "v_prediction"
+    seen = []
+    real = T.backbone_schedule
+    monkeypatch.setattr(T, "backbone_schedule", lambda root: seen.append(real(root).prediction_type) or real(root))
+    T.train_teachers(tmp_path, init=earlier, only="controlnet", steps=2)
+    assert seen == ["epsilon"]
+    with pytest.raises(ValueError, match="prediction='x'"):
+        T.train_teachers(tmp_path, prediction="x")
+
+
 def test_gates_bench_runs_and_reports_every_gate(smoke_teachers, tmp_path):
     r = subprocess.run([sys.executable, str(ROOT / "bench" / "gates.py"), "--clips", "7", "--k", "1", "--many", "2",
                         "--probe-batches", "3", "--pnp-guidance", "1", "1", "--out", str(tmp_path),

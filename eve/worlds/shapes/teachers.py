@@ -4,7 +4,8 @@ them in the same diffusers / transformers / timm layouts as real weights (archit
 1. autoencoder: an AutoencoderKL (downsampling 2, 4 latent channels) on frames of every kind, so the backbone is a
    latent one like SD's and the adversarial path decodes with gradient;
 2. backbone: a word-level CLIP tokenizer, a CLIPTextModel and a latent UNet2DConditionModel trained together on
-   (frame, caption) pairs of every state an edit can produce; v-prediction with zero-terminal SNR;
+   (frame, caption) pairs of every state an edit can produce; v-prediction with zero-terminal SNR, or SD-1.5's
+   epsilon prediction (`PREDICTIONS`);
 3. edit adapter: a ControlNetModel (copies of the backbone's down and middle blocks, task embeddings) trained on
    image-edit pairs only, on the frozen backbone;
 4. video adapter: a MotionAdapter and its trained first-frame input, a SparseControlNetModel that sees the known
@@ -47,8 +48,23 @@ logger = logging.getLogger(__name__)
 KNOWN_DROP = 0.1  # the first-frame input is empty this often (unconditional video generation stays possible)
 
 
-def schedule() -> NoiseSchedule:
-    return NoiseSchedule.from_config(prediction_type="v_prediction", zero_terminal_snr=True)
+# The backbone's parametrisation, chosen once by the backbone stage and read back from its scheduler config by every
+# later stage. v_prediction: v-prediction with zero-terminal SNR (the committed set), the fix that lets a few steps
+# work [Lin et al. 2024]. epsilon: SD-1.5's own, epsilon prediction on the scaled-linear schedule whose terminal SNR
+# is not zero (epsilon cannot be trained at zero terminal SNR). The fourth round tried epsilon; README "Gates" has it.
+PREDICTIONS = ("v_prediction", "epsilon")
+
+
+def schedule(prediction: str) -> NoiseSchedule:
+    return NoiseSchedule.from_config(prediction_type=prediction, zero_terminal_snr=prediction == "v_prediction")
+
+
+def backbone_schedule(root: Path) -> NoiseSchedule:
+    """The schedule the backbone in `root` was trained with (its scheduler config): the adapters train against it."""
+    from eve.models.build import schedule_from
+    from eve.models.loading import load_scheduler_config
+
+    return schedule_from(load_scheduler_config(str(root / "sd")), where=str(root / "sd"))
 
 
 class EMA:
@@ -195,7 +211,8 @@ def latents(codec, x: torch.Tensor) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------- 2. backbone
 
 
-def train_backbone(root: Path, steps: int, batch: int, seed: int, init: Path | None = None) -> None:
+def train_backbone(root: Path, steps: int, batch: int, seed: int, init: Path | None = None,
+                   prediction: str = "v_prediction") -> None:
     from diffusers import DDIMScheduler
 
     st = Stage(root, "sd/unet", steps, init)
@@ -211,7 +228,7 @@ def train_backbone(root: Path, steps: int, batch: int, seed: int, init: Path | N
         te, net = nets.text_encoder(len(tok)), nets.unet()
     params = list(te.parameters()) + list(net.parameters())
     opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=0.0)
-    s = schedule()
+    s = schedule(prediction)
     both = nn.ModuleList([net, te])
     ema = EMA(both)
     for step in st.progress("backbone"):
@@ -230,8 +247,9 @@ def train_backbone(root: Path, steps: int, batch: int, seed: int, init: Path | N
     te.save_pretrained(sd / "text_encoder")
     tok.save_pretrained(sd / "tokenizer")
     DDIMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                  prediction_type="v_prediction", rescale_betas_zero_snr=True, timestep_spacing="trailing",
-                  clip_sample=False, set_alpha_to_one=False).save_pretrained(sd / "scheduler")
+                  prediction_type=prediction, rescale_betas_zero_snr=prediction == "v_prediction",
+                  timestep_spacing="trailing", clip_sample=False,
+                  set_alpha_to_one=False).save_pretrained(sd / "scheduler")
     for part in ("text_encoder", "tokenizer", "scheduler"):
         shutil.rmtree(root / "sd" / part, ignore_errors=True)
         os.replace(sd / part, root / "sd" / part)
@@ -279,7 +297,7 @@ def train_controlnet(root: Path, steps: int, batch: int, seed: int, init: Path |
     cn = ControlNetModel.from_pretrained(st.init) if st.init else nets.controlnet(net)
     opt = torch.optim.AdamW(cn.parameters(), lr=5e-4)
     ema = EMA(cn)
-    s = schedule()
+    s = backbone_schedule(root)
     for step in st.progress("edit adapter"):
         tasks, ins, caps, src, tgt = edit_pairs(rng, batch)
         x0 = latents(codec, tgt)
@@ -341,7 +359,7 @@ def train_video_adapter(root: Path, steps: int, clips: int, seed: int, init: Pat
     opt = torch.optim.AdamW(params, lr=5e-4)
     both = nn.ModuleList([video_unet, sparse])
     ema = EMA(both)
-    s = schedule()
+    s = backbone_schedule(root)
     F_ = W.NUM_FRAMES
     for step in st.progress("video adapter"):
         scenes = [draw(W.source_scene, rng) for _ in range(clips)]  # plain videos only
@@ -460,33 +478,45 @@ fdd:
   video_guidance: 2.0
 """
 
+def _take_inputs(root: Path, init: Path, only: str) -> None:
+    """A stage run alone from an earlier set continues on that set's parts it needs and `root` lacks: the backbone
+    on the autoencoder, an adapter or the feature net on the whole backbone (its logs come along)."""
+    part, done = ("sd/vae", "sd/vae") if only == "backbone" else ("sd", "sd/unet")
+    if only == "autoencoder" or (root / done).is_dir():
+        return
+    shutil.copytree(init / part, root / part, dirs_exist_ok=True)
+    (root / "logs").mkdir(exist_ok=True)
+    for log in (init / "logs").glob("sd_vae.jsonl" if only == "backbone" else "sd_*.jsonl"):
+        shutil.copy2(log, root / "logs" / log.name)
+
+
 # Step counts of a run from scratch: the committed teachers are exactly this run (logs/*.jsonl beside the weights hold
 # every step of every stage).
 STEPS = {"autoencoder": 1200, "backbone": 5000, "controlnet": 2000, "video": 1000, "features": 800}
 
 
 def train_teachers(root: str | os.PathLike, *, scale: float = 1.0, seed: int = 0, only: str | None = None,
-                   init: str | os.PathLike | None = None, steps: int | None = None) -> Path:
+                   init: str | os.PathLike | None = None, steps: int | None = None,
+                   prediction: str = "v_prediction") -> Path:
     """Every stage into `root` (each skipped when already there). `scale` multiplies every step count; `only`
     runs one stage (its inputs must exist), so independent stages can run in parallel processes; `init` (an
     earlier teachers folder) continues each stage from its weights there; `steps` (with `only`) sets that stage's
-    step count."""
+    step count; `prediction` (one of PREDICTIONS) is the backbone's parametrisation, which the adapters follow."""
     root = Path(root)
     if steps is not None and only is None:
         raise ValueError("steps= sets one stage's step count: give only= as well")
     if init is not None and not (Path(init) / "sd").is_dir():
         raise ValueError(f"init={init} is not a teachers folder (no sd/ in it)")
+    if prediction not in PREDICTIONS:
+        raise ValueError(f"prediction={prediction!r}: one of {PREDICTIONS}")
     init = Path(init) if init is not None else None
     root.mkdir(parents=True, exist_ok=True)
-    if init is not None and only in ("controlnet", "video", "features") and not (root / "sd" / "unet").is_dir():
-        shutil.copytree(init / "sd", root / "sd", dirs_exist_ok=True)  # an adapter continues on the backbone it had
-        (root / "logs").mkdir(exist_ok=True)
-        for log in (init / "logs").glob("sd_*.jsonl"):
-            shutil.copy2(log, root / "logs" / log.name)
+    if init is not None and only is not None:
+        _take_inputs(root, init, only)
     n = {k: steps if steps is not None else max(2, int(v * scale)) for k, v in STEPS.items()}
     stages = {
         "autoencoder": lambda: train_autoencoder(root, n["autoencoder"], 24, seed, init),
-        "backbone": lambda: train_backbone(root, n["backbone"], 48, seed, init),
+        "backbone": lambda: train_backbone(root, n["backbone"], 48, seed, init, prediction),
         "controlnet": lambda: train_controlnet(root, n["controlnet"], 32, seed, init),
         "video": lambda: train_video_adapter(root, n["video"], 6, seed, init),
         "features": lambda: train_features(root, n["features"], 64, seed, init=init),
