@@ -15,6 +15,7 @@ import torch
 
 from eve.data.manifest import read_manifest
 from eve.data.video import read_video, to_uint8
+from eve.errors import EveError
 from eve.tasks import TASKS, predict_task
 from eve.worlds.shapes import nets
 from eve.worlds.shapes.captioner import Writer
@@ -259,9 +260,15 @@ def test_an_epsilon_backbone_and_the_adapter_that_follows_it(smoke_teachers, tmp
     real = T.backbone_schedule
     monkeypatch.setattr(T, "backbone_schedule", lambda root: seen.append(real(root).prediction_type) or real(root))
     T.train_teachers(tmp_path, init=earlier, only="controlnet", steps=2)
-    assert seen == ["epsilon"]
+    T.train_teachers(tmp_path, init=earlier, only="video", steps=2)
+    assert seen == ["epsilon", "epsilon"]
+    assert T.backbone_schedule(tmp_path).prediction_type == "epsilon", "the adapters' runs kept the backbone"
+    with pytest.raises(EveError, match="trained with epsilon"):  # a backbone there already: no silent v_prediction
+        T.train_teachers(tmp_path, only="controlnet", steps=2, prediction="v_prediction")
     with pytest.raises(ValueError, match="prediction='x'"):
         T.train_teachers(tmp_path, prediction="x")
+    with pytest.raises(ValueError, match="only='unet'"):
+        T.train_teachers(tmp_path, only="unet", steps=2)
 
 
 def test_gates_bench_runs_and_reports_every_gate(smoke_teachers, tmp_path):

@@ -10,7 +10,7 @@ from eve.utils.logging import setup_logging
 
 
 def main(argv: list[str] | None = None) -> int:
-    from eve.utils.cli import HelpFormatter
+    from eve.utils.cli import HelpFormatter, run_cli
 
     ap = argparse.ArgumentParser(
         prog="python -m eve.worlds.shapes", formatter_class=HelpFormatter,
@@ -29,9 +29,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="one stage (its inputs must exist): the adapters can train in parallel processes")
     t.add_argument("--init", help="an earlier teachers folder: continue each stage from its weights")
     t.add_argument("--steps", type=int, help="with --only: that stage's step count")
-    t.add_argument("--prediction", choices=["v_prediction", "epsilon"], default="v_prediction",
-                   help="the backbone's parametrisation (the adapters follow it): v_prediction with zero-terminal\n"
-                        "SNR, or SD-1.5's epsilon on a schedule whose terminal SNR is not zero")
+    t.add_argument("--prediction", choices=["v_prediction", "epsilon"],
+                   help="the backbone's parametrisation (the adapters follow it): v_prediction (default) with\n"
+                        "zero-terminal SNR, or SD-1.5's epsilon on a schedule whose terminal SNR is not zero")
     d = sub.add_parser("data", help="write the FDD dataset (source clips + 7 instructions each, no edited video)",
                        formatter_class=HelpFormatter)
     d.add_argument("--out", default="runs/shapes/fdd", help="the committed set is data/shapes/fdd")
@@ -61,8 +61,9 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"--steps needs --only and a positive count, got --steps {args.steps} --only {args.only}")
         if args.init is not None and not (Path(args.init) / "sd").is_dir():
             ap.error(f"--init: {args.init} is not a teachers folder (no sd/ in it)")
-        print(train_teachers(args.out, scale=args.scale, seed=args.seed, only=args.only, init=args.init,
-                             steps=args.steps, prediction=args.prediction))
+        return run_cli("python -m eve.worlds.shapes train-teachers", lambda: print(train_teachers(
+            args.out, scale=args.scale, seed=args.seed, only=args.only, init=args.init, steps=args.steps,
+            prediction=args.prediction)))
     return 0
 
 

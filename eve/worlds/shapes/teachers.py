@@ -18,7 +18,8 @@ them in the same diffusers / transformers / timm layouts as real weights (archit
 No stage ever sees a held-out scene (`data.draw`). Each stage keeps EMA weights, writes its folder atomically and is
 skipped when its folder exists, so an interrupted `train-teachers` resumes at the stage it was in. With `init` (an
 earlier teachers folder) a stage continues from that folder's weights instead of random ones, on fresh data (its own
-seed), and its log continues the earlier log's step count.
+seed), and its log continues the earlier log's step count; a stage run alone (`only`) also takes from that folder
+the parts it needs and its own folder lacks (the backbone the autoencoder, an adapter the backbone).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from eve.diffusion.schedule import NoiseSchedule
+from eve.errors import EveError
 from eve.models.tiny import write_sd_index
 from eve.tasks import TASKS
 from eve.worlds.shapes import nets
@@ -479,15 +481,21 @@ fdd:
 """
 
 def _take_inputs(root: Path, init: Path, only: str) -> None:
-    """A stage run alone from an earlier set continues on that set's parts it needs and `root` lacks: the backbone
-    on the autoencoder, an adapter or the feature net on the whole backbone (its logs come along)."""
-    part, done = ("sd/vae", "sd/vae") if only == "backbone" else ("sd", "sd/unet")
-    if only == "autoencoder" or (root / done).is_dir():
-        return
-    shutil.copytree(init / part, root / part, dirs_exist_ok=True)
+    """A stage run alone from an earlier set continues on the parts of that set it needs and `root` lacks (their
+    logs come along): the backbone on the autoencoder, an adapter on the whole backbone. Parts `root` has stay."""
+    if only not in ("backbone", "controlnet", "video"):
+        return  # the autoencoder and the feature net read no other stage
+    parts = ["vae"] if only == "backbone" else [d.name for d in (init / "sd").iterdir()]
     (root / "logs").mkdir(exist_ok=True)
-    for log in (init / "logs").glob("sd_vae.jsonl" if only == "backbone" else "sd_*.jsonl"):
-        shutil.copy2(log, root / "logs" / log.name)
+    for part in parts:
+        src, dst = init / "sd" / part, root / "sd" / part
+        if dst.exists():
+            continue
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(src, dst) if src.is_dir() else shutil.copy2(src, dst)
+        log = init / "logs" / f"sd_{part}.jsonl"
+        if log.is_file():
+            shutil.copy2(log, root / "logs" / log.name)
 
 
 # Step counts of a run from scratch: the committed teachers are exactly this run (logs/*.jsonl beside the weights hold
@@ -497,22 +505,31 @@ STEPS = {"autoencoder": 1200, "backbone": 5000, "controlnet": 2000, "video": 100
 
 def train_teachers(root: str | os.PathLike, *, scale: float = 1.0, seed: int = 0, only: str | None = None,
                    init: str | os.PathLike | None = None, steps: int | None = None,
-                   prediction: str = "v_prediction") -> Path:
+                   prediction: str | None = None) -> Path:
     """Every stage into `root` (each skipped when already there). `scale` multiplies every step count; `only`
-    runs one stage (its inputs must exist), so independent stages can run in parallel processes; `init` (an
-    earlier teachers folder) continues each stage from its weights there; `steps` (with `only`) sets that stage's
-    step count; `prediction` (one of PREDICTIONS) is the backbone's parametrisation, which the adapters follow."""
+    runs one stage (its inputs must exist in `root`, or in `init`, whence they are copied), so independent stages
+    can run in parallel processes; `init` (an earlier teachers folder) continues each stage from its weights there;
+    `steps` (with `only`) sets that stage's step count; `prediction` (one of PREDICTIONS; None: v_prediction) is the
+    backbone's parametrisation, which the adapters follow: a backbone already in `root` must have it."""
     root = Path(root)
     if steps is not None and only is None:
         raise ValueError("steps= sets one stage's step count: give only= as well")
     if init is not None and not (Path(init) / "sd").is_dir():
         raise ValueError(f"init={init} is not a teachers folder (no sd/ in it)")
-    if prediction not in PREDICTIONS:
-        raise ValueError(f"prediction={prediction!r}: one of {PREDICTIONS}")
+    if prediction not in (None, *PREDICTIONS):
+        raise ValueError(f"prediction={prediction!r} must be one of {PREDICTIONS}")
+    if only not in (None, *STEPS):
+        raise ValueError(f"only={only!r} must be one of {tuple(STEPS)}")
     init = Path(init) if init is not None else None
     root.mkdir(parents=True, exist_ok=True)
     if init is not None and only is not None:
         _take_inputs(root, init, only)
+    if prediction is not None and (root / "sd" / "unet").is_dir():
+        had = backbone_schedule(root).prediction_type
+        if had != prediction:
+            raise EveError(f"--prediction {prediction}: the backbone in {root / 'sd'} was trained with {had}, and "
+                           "its adapters follow it (another --out, or no --prediction)")
+    prediction = prediction or "v_prediction"
     n = {k: steps if steps is not None else max(2, int(v * scale)) for k, v in STEPS.items()}
     stages = {
         "autoencoder": lambda: train_autoencoder(root, n["autoencoder"], 24, seed, init),
