@@ -54,11 +54,12 @@ KNOWN_DROP = 0.1  # the first-frame input is empty this often (unconditional vid
 # later stage. v_prediction: v-prediction with zero-terminal SNR (the committed set), the fix that lets a few steps
 # work [Lin et al. 2024]. epsilon: SD-1.5's own, epsilon prediction on the scaled-linear schedule whose terminal SNR
 # is not zero (epsilon cannot be trained at zero terminal SNR). The fourth round tried epsilon; README "Gates" has it.
-PREDICTIONS = ("v_prediction", "epsilon")
+ZERO_TERMINAL_SNR = {"v_prediction": True, "epsilon": False}  # each parametrisation's schedule, trained and saved
+PREDICTIONS = tuple(ZERO_TERMINAL_SNR)
 
 
 def schedule(prediction: str) -> NoiseSchedule:
-    return NoiseSchedule.from_config(prediction_type=prediction, zero_terminal_snr=prediction == "v_prediction")
+    return NoiseSchedule.from_config(prediction_type=prediction, zero_terminal_snr=ZERO_TERMINAL_SNR[prediction])
 
 
 def backbone_schedule(root: Path) -> NoiseSchedule:
@@ -213,8 +214,7 @@ def latents(codec, x: torch.Tensor) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------- 2. backbone
 
 
-def train_backbone(root: Path, steps: int, batch: int, seed: int, init: Path | None = None,
-                   prediction: str = "v_prediction") -> None:
+def train_backbone(root: Path, steps: int, batch: int, seed: int, init: Path | None, prediction: str) -> None:
     from diffusers import DDIMScheduler
 
     st = Stage(root, "sd/unet", steps, init)
@@ -249,7 +249,7 @@ def train_backbone(root: Path, steps: int, batch: int, seed: int, init: Path | N
     te.save_pretrained(sd / "text_encoder")
     tok.save_pretrained(sd / "tokenizer")
     DDIMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                  prediction_type=prediction, rescale_betas_zero_snr=prediction == "v_prediction",
+                  prediction_type=prediction, rescale_betas_zero_snr=ZERO_TERMINAL_SNR[prediction],
                   timestep_spacing="trailing", clip_sample=False,
                   set_alpha_to_one=False).save_pretrained(sd / "scheduler")
     for part in ("text_encoder", "tokenizer", "scheduler"):
@@ -479,6 +479,7 @@ fdd:
   edit_image_guidance: 1.5
   video_guidance: 2.0
 """
+
 
 def _take_inputs(root: Path, init: Path, only: str) -> None:
     """A stage run alone from an earlier set continues on the parts of that set it needs and `root` lacks (their
