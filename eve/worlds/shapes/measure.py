@@ -27,7 +27,7 @@ from torch import Tensor
 
 from eve.worlds.shapes import world as W
 
-PATTERN_STD = 0.15  # luminance std of a patterned region; flat regions with shading read ~0.07
+PATTERN_STD = 0.15  # luminance std of a patterned region; flat grained regions read ~0.06, ~0.09 with shading
 KEEP = 0.2  # mean absolute error under which a region counts as unchanged
 HUE_MIN = 0.1  # chroma below which a region has no readable hue
 ADD_MIN_PIXELS = 30  # an added object (side 10) covers 50-100 pixels

@@ -17,9 +17,17 @@ sky (the background).
 Edits are **one-to-many** where the real ones are: re-texturing an object, patterning the background, adding an
 object anywhere and the two styles draw the pattern (or the position) afresh for every pair, so a per-frame editor
 draws a different pattern in every frame (the flicker FDD fixes), and few-step sampling that averages the modes
-loses the pattern's contrast. Removing and recolouring are one-to-one and have a pixel target.
+loses the pattern's contrast. Removing and recolouring are one-to-one and have a pixel target (up to the grain).
 
-Pixels are in [-1, 1]; frames are [3, SIZE, SIZE], videos [F, 3, SIZE, SIZE]. Positions and pan offsets are whole
+Every surface carries **grain** (added after gate 3 failed on three worlds): a fixed-amplitude random
+luminance field in GRAIN_CELL-pixel cells, in the surface's own coordinates, so it moves with the surface and a
+video's grain is consistent. Every edit draws the grain afresh (as an image editor regenerates fine detail
+everywhere, not only where it was asked), so every edit, one-to-one ones included, must render detail it cannot
+copy from its input: a per-frame editor flickers everywhere, and a sampler that has not resolved the noise averages
+the grain away in every frame, a blur a critic can see without the pair (the hypothesis this world tests). The
+amplitude stays well under the parser's pattern threshold, so grain never reads as a pattern.
+
+Pixels are in [-1, 1] (clamped: grain on the darkest shading would reach about -1.05); frames are [3, SIZE, SIZE], videos [F, 3, SIZE, SIZE]. Positions and pan offsets are whole
 pixels at every frame, so the ground truth's own warp error is exactly zero.
 """
 
@@ -45,6 +53,8 @@ PERIODS = (4.0, 7.0)  # pattern period range in pixels
 SPEEDS = (-1.5, -1.0, -0.5, 0.5, 1.0, 1.5)
 PANS = (-1.0, -0.5, 0.0, 0.5, 1.0)
 SHADE = 0.15  # amplitude of the background's low-frequency shading (makes the pan visible)
+GRAIN = 0.1  # grain: luminance uniform in [-GRAIN, GRAIN] (std 0.058; a plain surface stays under PATTERN_STD)
+GRAIN_CELL = 2  # grain cell side in pixels: one latent cell of the ds2 autoencoder
 
 
 STAR = (0.7, 0.7, 0.45)  # the colour of night's stars
@@ -85,6 +95,7 @@ class Scene:
     bg_pattern: Pattern | None = None
     style: str = "plain"
     style_pattern: Pattern | None = None  # negative: printed over every surface; night: the stars
+    grain: int | None = None  # the grain's seed (None: no grain); each object's grain derives from it and its colour
 
     def offset(self, t: int) -> tuple[int, int]:
         """Camera offset at frame t (whole pixels): screen x shows world x + offset."""
@@ -171,6 +182,24 @@ def _paint(base: tuple[float, ...], pattern: Pattern | None, u: Tensor, v: Tenso
     return overlay(torch.tensor(base).view(3, 1, 1).expand(3, *u.shape).clone(), pattern, u, v)
 
 
+def grain(seed: int | None, u: Tensor, v: Tensor) -> Tensor:
+    """[h, w] luminance grain at coordinates (u, v) (pixels, in the grained surface's frame); zero without a seed."""
+    if seed is None:
+        return torch.zeros_like(u)
+    cell = _uniform(torch.floor(u / GRAIN_CELL).long(), torch.floor(v / GRAIN_CELL).long(), seed)
+    return GRAIN * (2 * cell - 1)
+
+
+def without_grain(scene: Scene) -> Scene:
+    """The scene's structure: where an edit shows, compared grain aside (every edit redraws the grain)."""
+    return replace(scene, grain=None)
+
+
+def _object_grain(scene: Scene, o: Obj) -> int | None:
+    """An object's grain seed: fixed by the scene's and the object's colour (unique in a scene), so it moves along."""
+    return None if scene.grain is None else scene.grain + 1 + list(COLOURS).index(o.colour)
+
+
 def palette(frame: Tensor, style: str) -> Tensor:
     if style == "plain":
         return frame
@@ -199,19 +228,22 @@ def render(scene: Scene, t: int) -> Tensor:
     shading = SHADE * torch.sin(2 * math.pi * (X / px + ph1)) * torch.cos(2 * math.pi * (Y / py + ph2))
     printed = scene.style_pattern if scene.style == "negative" else None
     img = overlay(_paint(BACKGROUNDS[scene.background], scene.bg_pattern, X, Y) + shading, printed, X, Y)
+    img = img + grain(scene.grain, X, Y)
     sky = torch.ones(SIZE, SIZE, dtype=torch.bool)
     for o in scene.objects:
         x, y = o.position(t)
         u, v = _grid(o.side)
         m = shape_mask(o.shape, o.side)
         region = img[:, y : y + o.side, x : x + o.side]
-        region[:, m] = overlay(_paint(COLOURS[o.colour], o.pattern, u, v), printed, u, v)[:, m]
+        surface = overlay(_paint(COLOURS[o.colour], o.pattern, u, v), printed, u, v)
+        surface = surface + grain(_object_grain(scene, o), u, v)
+        region[:, m] = surface[:, m]
         sky[y : y + o.side, x : x + o.side][m] = False
     img = palette(img, scene.style)
     if scene.style == "night":
         stars = pattern_weight(scene.style_pattern, X, Y) * sky
         img = img + (torch.tensor(STAR).view(3, 1, 1) - img) * stars
-    return img
+    return img.clamp(-1, 1)
 
 
 def render_video(scene: Scene, num_frames: int = NUM_FRAMES) -> Tensor:
@@ -307,7 +339,8 @@ def _base(rng: random.Random, n_objects: int, patterned: float) -> Scene:
     objs = tuple(random_object(rng, colour=c, pattern=random_pattern(rng) if rng.random() < patterned else None)
                  for c in colours)
     shade = (rng.uniform(20, 40), rng.uniform(20, 40), rng.random(), rng.random())
-    return Scene(rng.choice(list(BACKGROUNDS)), objs, pan=(rng.choice(PANS), rng.choice(PANS)), shade=shade)
+    return Scene(rng.choice(list(BACKGROUNDS)), objs, pan=(rng.choice(PANS), rng.choice(PANS)), shade=shade,
+                 grain=rng.getrandbits(30))
 
 
 def source_scene(rng: random.Random) -> Scene:
@@ -337,7 +370,13 @@ def _name(o: Obj) -> str:
 
 
 def edit(scene: Scene, task: str, rng: random.Random) -> tuple[str, Scene]:
-    """(instruction, target scene) for a plain source scene; one-to-many edits draw their free parameters here."""
+    """(instruction, target scene) for a plain source scene; one-to-many edits draw their free parameters here, and
+    every edit draws the grain afresh (a grainless scene stays grainless)."""
+    instruction, target = _edit(scene, task, rng)
+    return instruction, replace(target, grain=None if scene.grain is None else rng.getrandbits(30))
+
+
+def _edit(scene: Scene, task: str, rng: random.Random) -> tuple[str, Scene]:
     objs = scene.objects
     i = rng.randrange(len(objs)) if objs else None
     if task == "add":
@@ -366,5 +405,5 @@ def edit(scene: Scene, task: str, rng: random.Random) -> tuple[str, Scene]:
     raise ValueError(f"unknown task {task!r}")
 
 
-# no pixel target: the free parameters (position, pattern, stars) are the editor's choice
+# no pixel target: the free parameters (position, pattern, stars) are the editor's choice (the grain is everywhere)
 ONE_TO_MANY = ("add", "background", "texture", "style", "global")
