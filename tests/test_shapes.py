@@ -22,7 +22,7 @@ from eve.worlds.shapes.captioner import Writer
 from eve.worlds.shapes import world as W
 from eve.worlds.shapes.data import draw, held_out, held_out_items, items, write_fdd_dataset
 from eve.worlds.shapes.measure import (PATTERN_STD, clip_metrics, edit_regions, frame_success, pattern_std,
-                                      patterned_regions, region)
+                                      patterned_regions, region, structure_change)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -75,8 +75,7 @@ def readable_frames(it) -> list[int]:
     """Frames where the edit shows (>= 12 pixels changed, grain aside: every edit redraws it) and, for a pattern
     edit, the target reads as patterned somewhere (a small surface can show a dotted or checked pattern without its
     second ink)."""
-    tgt, src = (W.render_video(W.without_grain(sc)) for sc in (it.target, it.source))
-    return [t for t in range(W.NUM_FRAMES) if ((tgt[t] - src[t]).abs().amax(0) > 0.1).sum() >= 12
+    return [t for t in range(W.NUM_FRAMES) if (structure_change(it.source, it.target, t) > 0.1).sum() >= 12
             and (it.task in ("add", "remove", "local") or patterned_regions(it.task, it.source, it.target, t))]
 
 

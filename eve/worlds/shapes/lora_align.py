@@ -83,8 +83,7 @@ def write_manifest(out: str | os.PathLike, num_scenes: int = 60, seed: int = 0) 
 def _shows_at_frame_0(it: Item) -> bool:
     """Does the edit change frame 0 visibly (>= 12 pixels, grain aside)? An object hidden at frame 0 has nothing to
     score."""
-    tgt, src = (W.render(W.without_grain(sc), 0) for sc in (it.target, it.source))
-    return int(((tgt - src).abs().amax(0) > 0.1).sum()) >= 12
+    return int((measure.structure_change(it.source, it.target, 0) > 0.1).sum()) >= 12
 
 
 def test_items(num_scenes: int = 30) -> list[Item]:
@@ -106,8 +105,7 @@ def score(frame: Tensor, it: Item) -> dict:
     success = any(measure.frame_success(f, 0, it.task, it.source, it.target, it.added)
                   for f in (unstylise(frame), frame))  # read in the style or out of it: success is style-blind
     src = W.render(it.source, 0)
-    structure = (W.render(W.without_grain(it.target), 0) - W.render(W.without_grain(it.source), 0)).abs().amax(0)
-    unchanged = structure < 0.05  # where the edit leaves the scene as it was (grain aside: every edit redraws it)
+    unchanged = measure.structure_change(it.source, it.target, 0) < 0.05  # where the edit leaves the scene as it was
     if int(unchanged.sum()) < 16:
         styled = False
     else:

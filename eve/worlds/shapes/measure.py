@@ -90,6 +90,12 @@ def changed_object(source: W.Scene, target: W.Scene) -> int | None:
     return None
 
 
+def structure_change(source: W.Scene, target: W.Scene, t: int) -> Tensor:
+    """[S, S]: how far the edit moves each pixel of frame t, grain aside (every edit redraws the grain)."""
+    tgt, src = (W.render(W.without_grain(sc), t) for sc in (target, source))
+    return (tgt - src).abs().amax(0)
+
+
 def pattern_std(frame: Tensor, mask: Tensor) -> float:
     return float(luminance(frame)[mask].std()) if int(mask.sum()) > 1 else 0.0
 

@@ -27,8 +27,9 @@ copy from its input: a per-frame editor flickers everywhere, and a sampler that 
 the grain away in every frame, a blur a critic can see without the pair (the hypothesis this world tests). The
 amplitude stays well under the parser's pattern threshold, so grain never reads as a pattern.
 
-Pixels are in [-1, 1] (clamped: grain on the darkest shading would reach about -1.05); frames are [3, SIZE, SIZE], videos [F, 3, SIZE, SIZE]. Positions and pan offsets are whole
-pixels at every frame, so the ground truth's own warp error is exactly zero.
+Pixels are in [-1, 1] (clamped: grain on the darkest shading would reach about -1.05); frames are [3, SIZE, SIZE],
+videos [F, 3, SIZE, SIZE]. Positions and pan offsets are whole pixels at every frame, so the ground truth's own warp
+error is exactly zero.
 """
 
 from __future__ import annotations
