@@ -1,7 +1,8 @@
 """Can the discriminators tell the teachers' samples from the student's? A probe of FDD's adversarial signal.
 
     python bench/disc_probe.py [--student data/shapes/student] [--config configs/shapes/fdd.yaml] \
-        [--batches 30] [--held-out 6] [--epochs 15] [--d-lr 1e-3] [--teacher-steps 3] [--pixels] [key=value ...]
+        [--batches 30] [--held-out 6] [--epochs 15] [--d-lr 1e-3] [--teacher-steps 3] [--pixels] [--controls] \
+        [key=value ...]
 
 With --teacher-steps K the fakes are the teachers' own samples at K steps and the reals the same teachers' at the
 config's fdd.real_steps (the shapes world's gate 3: a critic must be able to see few-step failure).
@@ -18,6 +19,15 @@ gives the generator hinge gradients that carry no information about the teachers
 With --pixels the same samples are probed a second time by the control critic (`PixelPatches`): raw pixel patches in
 place of the frozen features, under heads of the same design (one, as pixels have one level). If heads on pixels do
 no better, the features are not what hides a difference.
+
+With --controls (shapes world), two more, which say on which side of the critic a failure lies:
+* detail: no learned critic, one hand-made number per frame (`measure.fine_detail`, the grain's strength) and one
+  threshold per task fitted on the training batches (D_e's heads see the instruction, so they could do as much);
+  if it separates the held-out samples and the heads do not, the difference is in the samples and the critic
+  misses it;
+* blur: fresh heads on the critic's features, with the reals as they are and the fakes the same reals blurred
+  (3x3 box): a difference anyone sees. Heads that do not separate it in the same epochs cannot be expected to
+  separate a subtler one.
 """
 
 from __future__ import annotations
@@ -28,6 +38,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,16 +73,21 @@ class PixelPatches(nn.Module):
         return [(tokens, tokens.mean(1))]
 
 
-def pixel_parts(cfg, parts: Parts) -> Parts:
-    """`parts` with fresh discriminator heads (the config's) on `PixelPatches` instead of the frozen features."""
-    vit_features = parts.discs[0].features
-    pixels = PixelPatches(vit_features.vit.patch_embed.patch_size[0], vit_features.size)
+def fresh_heads(cfg, parts: Parts, features: nn.Module | None = None) -> Parts:
+    """`parts` with fresh discriminator heads (the config's) on `features` (default: the same frozen features)."""
+    features = parts.discs[0].features if features is None else features
     d, text_dim = cfg.disc, parts.model.text.encoder.config.hidden_size
-    discs = (EditDiscriminator(pixels, text_dim, d.channels, d.cmap_dim, d.heads),
-             VideoDiscriminator(pixels, text_dim, d.channels, d.cmap_dim, d.heads, cfg.model.num_frames))
+    discs = (EditDiscriminator(features, text_dim, d.channels, d.cmap_dim, d.heads),
+             VideoDiscriminator(features, text_dim, d.channels, d.cmap_dim, d.heads, cfg.model.num_frames))
     heads = [p for m in discs for p in m.parameters() if p.requires_grad]
     return replace(parts, discs=discs, head_params=heads,
                    critic_step=FddDiscriminator(*discs, cfg.fdd, parts.gen, parts.critic_step.augment))
+
+
+def pixel_parts(cfg, parts: Parts) -> Parts:
+    """`parts` with fresh discriminator heads (the config's) on `PixelPatches` instead of the frozen features."""
+    vit_features = parts.discs[0].features
+    return fresh_heads(cfg, parts, PixelPatches(vit_features.vit.patch_embed.patch_size[0], vit_features.size))
 
 
 def _dataset(cfg):
@@ -165,6 +181,83 @@ def probe(cfg, parts, data, *, held_out: int, epochs: int, d_lr: float, log=prin
     return {"train": t, "held-out": h}
 
 
+def fit_threshold(real: Tensor, fake: Tensor) -> tuple[float, float]:
+    """(sign, threshold) of the rule "real where sign * (value - threshold) > 0, fake where < 0" with the best
+    `accuracy` on these values: the candidates are the midpoints between sorted values (and one beyond each end),
+    both signs; of equally good thresholds, the middle one."""
+    v = torch.cat([real, fake]).sort().values
+    cands = torch.cat([v[:1] - 1, (v[1:] + v[:-1]) / 2, v[-1:] + 1])
+    best = (-1.0, 1.0, 0.0)
+    for sign in (1.0, -1.0):
+        acc = ((sign * (real[None] - cands[:, None]) > 0).float().mean(1)
+               + (sign * (fake[None] - cands[:, None]) < 0).float().mean(1)) / 2
+        top = (acc == acc.max()).nonzero().flatten()
+        i = int(top[len(top) // 2])
+        if float(acc[i]) > best[0]:
+            best = (float(acc[i]), sign, float(cands[i]))
+    return best[1], best[2]
+
+
+def detail_control(data, *, held_out: int) -> dict:
+    """The hand-made control critic: `measure.fine_detail` per frame (D_e: every frame but 0, of which D_e sees a
+    few; D_v: the clip's mean over them), one (sign, threshold) per task fitted on the training batches
+    (`fit_threshold`; a task absent there gets the fit over every task), scored on the held-out ones as `score`
+    scores heads: {"edit", "video" (held-out accuracy), "edit paired", "real", "fake" (mean fine detail of the
+    held-out edit frames)}. It reads the shapes world's grain: on other data its figures mean nothing."""
+    from eve.worlds.shapes.measure import fine_detail
+
+    def values(batches, fake_i, real_i, per_clip):
+        out = {"real": [], "fake": [], "task": []}
+        for d in batches:
+            real, fake = fine_detail(d[real_i][:, 1:]), fine_detail(d[fake_i][:, 1:])  # [B, F-1]
+            if per_clip:
+                real, fake = real.mean(1, keepdim=True), fake.mean(1, keepdim=True)
+            out["real"].append(real.flatten())
+            out["fake"].append(fake.flatten())
+            out["task"].append(d[0].task.repeat_interleave(real.shape[1]))
+        return {k: torch.cat(v) for k, v in out.items()}
+
+    def held_accuracy(train, held):
+        every = fit_threshold(train["real"], train["fake"])
+        real_logit, fake_logit = torch.empty_like(held["real"]), torch.empty_like(held["fake"])
+        for k in held["task"].unique():
+            m, mt = held["task"] == k, train["task"] == k
+            sign, thr = fit_threshold(train["real"][mt], train["fake"][mt]) if mt.any() else every
+            real_logit[m], fake_logit[m] = sign * (held["real"][m] - thr), sign * (held["fake"][m] - thr)
+        return accuracy(real_logit, fake_logit)
+
+    train, held = data[:-held_out], data[-held_out:]
+    e_train, e_held = values(train, 1, 3, False), values(held, 1, 3, False)
+    v_train, v_held = values(train, 2, 4, True), values(held, 2, 4, True)
+    return {"edit": held_accuracy(e_train, e_held), "video": held_accuracy(v_train, v_held),
+            "edit paired": float((e_held["real"] > e_held["fake"]).float().mean()),
+            "real": float(e_held["real"].mean()), "fake": float(e_held["fake"].mean())}
+
+
+def blurred(data) -> list[tuple]:
+    """The probe's samples with each fake replaced by its real blurred (3x3 box), frame 0 included (in the gate's
+    few-step fakes frame 0 differs too): the positive control."""
+    def blur(x):
+        y = x.flatten(0, 1)
+        return F.avg_pool2d(F.pad(y, (1, 1, 1, 1), mode="replicate"), 3, 1).view(x.shape)
+
+    return [(b, blur(real_e), blur(real_v), real_e, real_v) for b, _, _, real_e, real_v in data]
+
+
+def run_controls(cfg, parts, data, *, held_out: int, epochs: int, d_lr: float, log=print) -> dict[str, dict]:
+    """Both controls of --controls: {"detail": `detail_control`, "blur": the held-out and training accuracies of
+    fresh heads on the critic's features trained on `blurred` samples}."""
+    detail = detail_control(data, held_out=held_out)
+    log(f"detail control (fine detail, a threshold per task from the training batches): held-out D_e "
+        f"{detail['edit']:.3f}, D_v {detail['video']:.3f}, paired {detail['edit paired']:.3f}; mean fine detail of "
+        f"the held-out edit frames: real {detail['real']:.2f}, fake {detail['fake']:.2f} (log)")
+    log("blur control (fresh heads on the features; fakes: the reals, blurred 3x3):")
+    r = probe(cfg, fresh_heads(cfg, parts), blurred(data), held_out=held_out, epochs=epochs, d_lr=d_lr, log=log)
+    blur = {"edit": r["held-out"]["edit acc"], "video": r["held-out"]["video acc"],
+            "train edit": r["train"]["edit acc"], "train video": r["train"]["video acc"]}
+    return {"detail": detail, "blur": blur}
+
+
 def default_held_out(batches: int) -> int:
     """Held-out micro-batches when none are asked for: a fifth, at least one."""
     return max(1, batches // 5)
@@ -175,8 +268,8 @@ def teacher_probe(config: str | Path, *, k: int, batches: int = 30, held_out: in
     """Gate 3 of the shapes world: accuracy of fresh heads separating the teachers' k-step samples from their
     fdd.real_steps ones, on the critic's features and, as the control, on raw pixel patches (the same samples):
     {"features" | "pixels": {"edit", "video" (held-out D_e, D_v), "train edit", "train video", "edit paired" and
-    "edit by task" (held-out, see `score`)}}. held_out: the last micro-batches kept out of training (default:
-    `default_held_out`)."""
+    "edit by task" (held-out, see `score`)}, "detail" | "blur": `run_controls`}. held_out: the last micro-batches
+    kept out of training (default: `default_held_out`)."""
     cfg = load_config(config, overrides)
     torch.manual_seed(seed)
     parts = build_parts(cfg, "cpu", seed=seed)
@@ -191,6 +284,8 @@ def teacher_probe(config: str | Path, *, k: int, batches: int = 30, held_out: in
         out[name] = {"edit": h["edit acc"], "video": h["video acc"], "train edit": r["train"]["edit acc"],
                      "train video": r["train"]["video acc"], "edit paired": h["edit paired"],
                      "edit by task": h["edit by task"]}
+    out.update(run_controls(cfg, parts, data, held_out=held_out, epochs=epochs, d_lr=cfg.optim.d_lr,
+                            log=lambda s: print(s, file=sys.stderr, flush=True)))
     return out
 
 
@@ -206,6 +301,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--pixels", action="store_true",
                     help="also probe the same samples with the control critic on raw pixel patches")
+    ap.add_argument("--controls", action="store_true",
+                    help="also run the detail and blur controls (the detail control reads the shapes world's grain)")
     ap.add_argument("overrides", nargs="*", metavar="key=value")
     args = ap.parse_args(argv)
     if args.held_out is None:
@@ -241,6 +338,9 @@ def main(argv=None) -> int:
             print(f"{name}:")
         probe(cfg, critic, data, held_out=args.held_out, epochs=args.epochs, d_lr=args.d_lr or cfg.optim.d_lr,
               log=lambda s: print(s, flush=True))
+    if args.controls:
+        run_controls(cfg, parts, data, held_out=args.held_out, epochs=args.epochs, d_lr=args.d_lr or cfg.optim.d_lr,
+                     log=lambda s: print(s, flush=True))
     return 0
 
 

@@ -16,7 +16,10 @@ at it) and the discriminators the probe trains (disc.*).
    same heads on raw pixel patches are the control: heads on pixels that do no better say the features are not
    what hides the difference. Also printed (not gated): D_e's held-out accuracy by task, and its paired accuracy
    (many-step above few-step within the same frame): paired well above unpaired says the difference is there, and
-   what hides it from a threshold is the variety between scenes.
+   what hides it from a threshold is the variety between scenes. Two more controls (bench/disc_probe.py
+   --controls): the detail control (no learned critic: one hand-made number per frame, the grain's strength, and a
+   threshold per task) says whether the difference is in the samples; the blur control (fresh heads on the
+   features, the many-step samples against themselves blurred) says whether the heads see an obvious difference.
 
 Prints each gate's figures and PASS/FAIL, and writes gates.md, results.csv and grid_<task>.png (one held-out
 texture, background, style and remove edit; a labelled row per method) under --out. Clip rows use held-out test
@@ -147,7 +150,7 @@ def main(argv=None) -> int:
 
         acc = teacher_probe(args.config, k=args.k, batches=args.probe_batches, seed=args.seed,
                             overrides=[*args.overrides, f"fdd.real_steps={args.many}"])
-        f, px = acc["features"], acc["pixels"]
+        f, px, dc, bl = acc["features"], acc["pixels"], acc["detail"], acc["blur"]
         gates.append(("3. a critic can see it",
                       f"held-out accuracy D_e {f['edit']:.3f}, D_v {f['video']:.3f} (train {f['train edit']:.3f}, "
                       f"{f['train video']:.3f}; needs D_e >= {PROBE_ACC}); control, the same heads on raw pixel "
@@ -155,7 +158,11 @@ def main(argv=None) -> int:
                       f"{px['train video']:.3f}); paired (held-out frames whose many-step sample the critic scores "
                       f"above the few-step one of the same frame): D_e {f['edit paired']:.3f} (pixels "
                       f"{px['edit paired']:.3f}); D_e by task: "
-                      + ", ".join(f"{t} {a:.2f}" for t, a in f["edit by task"].items()), f["edit"] >= PROBE_ACC))
+                      + ", ".join(f"{t} {a:.2f}" for t, a in f["edit by task"].items())
+                      + f"; detail control (one hand-made number per frame, a threshold per task): D_e "
+                      f"{dc['edit']:.3f}, D_v {dc['video']:.3f}; blur control (fresh heads on the features, the "
+                      f"many-step samples against themselves blurred): D_e {bl['edit']:.3f}, D_v {bl['video']:.3f} "
+                      f"(train {bl['train edit']:.3f}, {bl['train video']:.3f})", f["edit"] >= PROBE_ACC))
     text = (f"### Gates: {args.clips} held-out clips, seed {args.seed}, oracle first frame\n\n"
             + "\n".join(f"- **{'PASS' if ok else 'FAIL'}** {g}: {fig}" for g, fig, ok in gates)
             + "\n\n" + markdown(overall) + "\n\n" + markdown(per_task) + "\n")

@@ -3,6 +3,7 @@ teachers -> edit -> benchmark -> gates."""
 
 import hashlib
 import json
+import math
 import random
 import re
 import subprocess
@@ -21,8 +22,8 @@ from eve.worlds.shapes import nets
 from eve.worlds.shapes.captioner import Writer
 from eve.worlds.shapes import world as W
 from eve.worlds.shapes.data import draw, held_out, held_out_items, items, write_fdd_dataset
-from eve.worlds.shapes.measure import (PATTERN_STD, clip_metrics, edit_regions, frame_success, pattern_std,
-                                      patterned_regions, region, structure_change)
+from eve.worlds.shapes.measure import (PATTERN_STD, clip_metrics, edit_regions, fine_detail, frame_success,
+                                      pattern_std, patterned_regions, region, structure_change)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -102,6 +103,21 @@ def test_every_edit_redraws_the_grain_and_the_parser_reads_the_edit_not_the_grai
         assert not any(frame_success(src[t], t, it.task, it.source, it.target, it.added) for t in readable_frames(it))
         for layer in range(len(it.source.objects) + 1):
             assert pattern_std(src[0], region(it.source, 0, layer)) < PATTERN_STD
+
+
+def test_fine_detail_reads_the_grain_where_no_pattern_covers_the_frame():
+    """Held-out frames: where no pattern covers most of the frame, grain raises the reading against the
+    same frame without it by at least half (twice, in most); a brightness shift leaves it as it is."""
+    its = held_out_items(70)
+    grained = torch.stack([W.render(it.target, 3) for it in its])
+    plain = torch.stack([W.render(W.without_grain(it.target), 3) for it in its])
+    d = fine_detail(grained)
+    open_frames = torch.tensor([it.target.style == "plain" and it.target.bg_pattern is None for it in its])
+    assert int(open_frames.sum()) >= 30
+    assert bool((d - fine_detail(plain))[open_frames].min() > math.log(1.5))
+    assert float((d - fine_detail(plain))[open_frames].median()) > math.log(2)
+    assert torch.allclose(fine_detail(grained + 0.05), d, atol=1e-3)
+    assert torch.equal(fine_detail(grained.view(7, 10, 3, W.SIZE, W.SIZE)), d.view(7, 10))
 
 
 def test_parser_does_not_take_a_recolour_for_an_addition():
@@ -298,6 +314,7 @@ def test_gates_bench_runs_and_reports_every_gate(smoke_teachers, tmp_path):
         assert gate in r.stdout
     assert (tmp_path / "gates.md").read_text().count("PASS") + (tmp_path / "gates.md").read_text().count("FAIL") == 4
     assert re.search(r"control, the same heads on raw pixel patches: D_e \d\.\d{3}", r.stdout)
+    assert re.search(r"detail control .*: D_e \d\.\d{3}, D_v \d\.\d{3}; blur control .*: D_e \d\.\d{3}", r.stdout)
     assert (tmp_path / "grid_texture.png").is_file()
     bad = subprocess.run([sys.executable, str(ROOT / "bench" / "gates.py"), "--k", "5", "--many", "2"],
                          capture_output=True, text=True, timeout=120)

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -271,11 +272,15 @@ def test_warmup_longer_than_the_sds_phase_is_refused(tiny_dir, toy, shared_cache
 def test_discriminator_probe_prints_its_table(tiny_dir, toy, shared_cache, tmp_path):
     args = overrides(tiny_dir, toy, tmp_path / "run", shared_cache, "run.micro_batch=2")
     r = subprocess.run([sys.executable, str(ROOT / "bench" / "disc_probe.py"), "--config", str(ROOT / "configs" / "tiny.yaml"),
-                        "--batches", "2", "--held-out", "1", "--epochs", "2", "--pixels", *args],
+                        "--batches", "2", "--held-out", "1", "--epochs", "2", "--pixels", "--controls", *args],
                        capture_output=True, text=True, timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert r.returncode == 0, r.stderr[-2000:]
     features, pixels = r.stdout.split("features:\n", 1)[1].split("pixel patches (control):\n")
-    for text in (features, pixels):  # one table per critic: the features', then the control's
+    pixels, controls = pixels.split("detail control", 1)
+    assert re.search(r"held-out D_e \d\.\d{3}, D_v \d\.\d{3}", controls)
+    blur = controls.split("blur control", 1)[1]  # the blur control trains fresh heads: its own table
+    for text in (features, pixels, blur):  # one table per critic: the features', the pixels', the blur control's
+
         table = [line for line in text.splitlines() if line.startswith("| ")]
         epochs = [line.split("|")[1].strip() for line in table[1:]]
         assert table[0].startswith("| epoch |") and epochs == ["0", "1", "2"]
@@ -290,6 +295,44 @@ def test_pixel_patches_are_the_image_itself(monkeypatch):
     tokens, _ = PixelPatches(4, (16, 24))(images)[0]
     back = torch.nn.functional.fold(tokens.transpose(1, 2), (16, 24), 4, stride=4)
     assert torch.equal(back, images)
+
+
+def test_detail_control_fits_a_threshold_per_task(monkeypatch):
+    """Oracle: on "add" the reals carry grain and the fakes do not, on "remove" the other way round, and frame 0
+    (never read) the other way again. Thresholds fitted per task (with their sign) on the training batches separate
+    every held-out frame and clip, where one threshold for both cannot; a task seen only in the held-out batches
+    gets the threshold fitted over every task."""
+    import random
+    from types import SimpleNamespace
+
+    from eve.worlds.shapes import world as W
+    from eve.worlds.shapes.data import draw
+
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    from disc_probe import accuracy, detail_control, fit_threshold
+    from eve.worlds.shapes.measure import fine_detail
+
+    assert fit_threshold(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([-1.0, 0.0])) == (1.0, 0.5)
+    assert fit_threshold(torch.tensor([-1.0, 0.0]), torch.tensor([1.0, 2.0, 3.0])) == (-1.0, 0.5)
+    rng = random.Random(0)
+    scenes = [s for s in (draw(W.source_scene, rng) for _ in range(60)) if s.bg_pattern is None][:12]
+    grained = torch.stack([W.render_video(s, 3) for s in scenes]).view(6, 2, 3, 3, W.SIZE, W.SIZE)
+    plain = torch.stack([W.render_video(W.without_grain(s), 3) for s in scenes]).view(6, 2, 3, 3, W.SIZE, W.SIZE)
+    b = SimpleNamespace(task=torch.tensor([0, 1]))  # add, remove
+    data = []
+    for g, p in zip(grained, plain):
+        real, fake = torch.stack([g[0], p[1]]), torch.stack([p[0], g[1]])
+        real[:, 0], fake[:, 0] = fake[:, 0].clone(), real[:, 0].clone()  # frame 0 points the wrong way
+        data.append((b, fake, fake, real, real))
+    c = detail_control(data, held_out=2)
+    assert c["edit"] == 1.0 and c["video"] == 1.0 and c["edit paired"] == 0.5
+    both = torch.cat([fine_detail(d[3][:, 1:]).flatten() for d in data]), torch.cat(
+        [fine_detail(d[1][:, 1:]).flatten() for d in data])
+    sign, thr = fit_threshold(*both)
+    assert accuracy(sign * (both[0] - thr), sign * (both[1] - thr)) < 0.8  # one threshold for both tasks
+    add_only = [(SimpleNamespace(task=torch.tensor([0])), *(x[:1] for x in d[1:])) for d in data]
+    relabelled = add_only[:4] + [(SimpleNamespace(task=torch.tensor([2])), *d[1:]) for d in add_only[4:]]
+    assert detail_control(relabelled, held_out=2)["edit"] == 1.0  # "background", never trained on: add's fit
 
 
 def test_probe_scores_by_task_and_paired(monkeypatch):

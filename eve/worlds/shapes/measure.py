@@ -14,7 +14,7 @@ Every check is per frame and reads only pixels (no learned model), so it cannot 
 * global (night): the objects are within KEEP of the target and the sky carries stars in night's palette.
 
 `contrast` is the pattern's luminance spread against the ground truth's, over the regions the edit patterns
-(1 = as crisp): averaged modes read < 1.
+(1 = as crisp): averaged modes read < 1. `fine_detail` reads the grain's strength in any frame, with no target.
 """
 
 from __future__ import annotations
@@ -198,6 +198,19 @@ def contrast(video: Tensor, task: str, source: W.Scene, target: W.Scene) -> floa
         regions = patterned_regions(task, source, target, t, gt)
         ratios += [pattern_std(video[t], r) / pattern_std(gt, r) for r in regions]
     return sum(ratios) / len(ratios) if ratios else None
+
+
+def fine_detail(frames: Tensor) -> Tensor:
+    """[..., 3, H, W] -> [...]: log of the median, over a frame's grain cells, of |a cell's mean luminance minus the
+    mean of its four neighbours'|. The finest detail the world draws is the grain (one cell per latent pixel), and
+    sampling that has not resolved the noise averages it away (README "Gates"), so this one number per frame reads
+    how much of it a sample kept, with no target; the median leaves out the few cells on an edge. Where a pattern
+    covers most of the frame (a patterned background, the styles) the median reads the pattern instead."""
+    lead = frames.shape[:-3]
+    cells = F_.avg_pool2d(frames.reshape(-1, *frames.shape[-3:]).mean(-3, keepdim=True), W.GRAIN_CELL)
+    p = F_.pad(cells, (1, 1, 1, 1), mode="replicate")
+    around = (p[..., :-2, 1:-1] + p[..., 2:, 1:-1] + p[..., 1:-1, :-2] + p[..., 1:-1, 2:]) / 4
+    return (cells - around).abs().flatten(1).median(1).values.clamp(min=1e-6).log().view(lead)
 
 
 def psnr(x: Tensor, y: Tensor) -> float:
