@@ -280,7 +280,6 @@ def test_discriminator_probe_prints_its_table(tiny_dir, toy, shared_cache, tmp_p
     assert re.search(r"held-out D_e \d\.\d{3}, D_v \d\.\d{3}", controls)
     blur = controls.split("blur control", 1)[1]  # the blur control trains fresh heads: its own table
     for text in (features, pixels, blur):  # one table per critic: the features', the pixels', the blur control's
-
         table = [line for line in text.splitlines() if line.startswith("| ")]
         epochs = [line.split("|")[1].strip() for line in table[1:]]
         assert table[0].startswith("| epoch |") and epochs == ["0", "1", "2"]
