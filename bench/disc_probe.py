@@ -103,7 +103,7 @@ def draw(cfg, parts, n: int, seed: int) -> list[tuple]:
     B, out = cfg.run.micro_batch, []
     for i in range(n):
         raw = collate([ds[j] for j in order[i * B : (i + 1) * B]])
-        b = make_batch(cfg, m, rows, raw, None, "", parts.gen, True)
+        b = make_batch(cfg, m, rows, raw, gen=parts.gen, need_real=True)
         fake = m.decode_video(parts.generator_step(b, False)["x0"])
         out.append((b, fake, fake, m.decode_video(b.real_edit), m.decode_video(b.real_video)))
     return out
@@ -118,8 +118,8 @@ def draw_teachers(cfg, parts, n: int, seed: int, k: int) -> list[tuple]:
     B, out = cfg.run.micro_batch, []
     for i in range(n):
         raw = collate([ds[j] for j in order[i * B : (i + 1) * B]])
-        b = make_batch(cfg, m, rows, raw, None, "", parts.gen, True)
-        f = make_batch(few, m, rows, raw, None, "", parts.gen, True)
+        b = make_batch(cfg, m, rows, raw, gen=parts.gen, need_real=True)
+        f = make_batch(few, m, rows, raw, gen=parts.gen, need_real=True)
         out.append((b, m.decode_video(f.real_edit), m.decode_video(f.real_video), m.decode_video(b.real_edit),
                     m.decode_video(b.real_video)))
     return out

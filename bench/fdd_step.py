@@ -102,7 +102,7 @@ def main(argv=None) -> int:
     cache = RealSampleCache(cache_dir(cfg))
     fp = teacher_fingerprint(cfg)
     raw = collate([ds[i % len(ds)] for i in range(B)])
-    b = make_batch(cfg, m, rows, raw, cache, fp, gen, True)  # fills the cache once
+    b = make_batch(cfg, m, rows, raw, gen=gen, need_real=True, cache=cache, fingerprint=fp)  # fills the cache once
     F = b.frames.shape[1]
     shape = (B, F, m.latent_channels, *b.f1.shape[-2:])
     noise = torch.randn(shape).to(dev)
@@ -158,8 +158,9 @@ def main(argv=None) -> int:
 
     timings = {
         "data (decode + crop)": timed(lambda: collate([ds[i % len(ds)] for i in range(B)]), args.repeats, sync),
-        "batch prep (text, cached teacher samples)": timed(lambda: make_batch(cfg, m, rows, raw, cache, fp, gen, True),
-                                                           args.repeats, sync),
+        "batch prep (text, cached teacher samples)": timed(
+            lambda: make_batch(cfg, m, rows, raw, gen=gen, need_real=True, cache=cache, fingerprint=fp), args.repeats,
+            sync),
         f"student, k={f.k}, fwd+bwd": timed(student, args.repeats, sync),
         "edit teacher SDS (dual CFG, no grad)": timed(edit_teacher, args.repeats, sync),
         "video teacher SDS (CFG, no grad)": timed(video_teacher, args.repeats, sync),

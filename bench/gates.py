@@ -1,7 +1,7 @@
 """Gates of the shapes world (issue 9): does the proving ground have the paper's premises, before any FDD run?
 
     python bench/gates.py [--config configs/shapes/fdd.yaml] [--clips 70] [--seed 0] [--k 3] [--many 25] \
-        [--probe-batches 30] [--out bench/out/gates]
+        [--probe-batches 30] [--probe-epochs 15] [--out bench/out/gates]
 
 The FDD config names the teachers (model.*), the guidance FDD distils with (fdd.*_guidance: every teacher row runs
 at it) and the discriminators the probe trains (disc.*).
@@ -124,6 +124,7 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=70)
     ap.add_argument("--probe-batches", type=int, default=30,
                     help="micro-batches of clips the probe draws; a fifth (at least 1) are held out; 0: skip gate 3")
+    ap.add_argument("--probe-epochs", type=int, default=15, help="passes of the probe's heads over its batches")
     ap.add_argument("--sweep-teacher", action="store_true", help="also print the edit teacher's guidance sweep")
     ap.add_argument("--pnp-guidance", type=float, nargs=2, default=None, metavar=("TEXT", "IMAGE"),
                     help="plug-and-play's guidance (default: the best of a sweep on validation clips)")
@@ -134,6 +135,8 @@ def main(argv=None) -> int:
         ap.error(f"--config: {args.config} does not exist")
     if args.probe_batches == 1 or args.probe_batches < 0:
         ap.error(f"--probe-batches must be 0 (no gate 3) or at least 2 (one held out), got {args.probe_batches}")
+    if args.probe_epochs < 1:
+        ap.error(f"--probe-epochs must be at least 1, got {args.probe_epochs}")
     if args.clips < 7 or not 1 <= args.k < args.many:
         ap.error(f"need --clips >= 7 and 1 <= --k < --many, got {args.clips}, {args.k}, {args.many}")
     out = Path(args.out)
@@ -148,7 +151,7 @@ def main(argv=None) -> int:
     if args.probe_batches:
         from disc_probe import teacher_probe  # bench/ is on sys.path as this script's folder
 
-        acc = teacher_probe(args.config, k=args.k, batches=args.probe_batches, seed=args.seed,
+        acc = teacher_probe(args.config, k=args.k, batches=args.probe_batches, epochs=args.probe_epochs, seed=args.seed,
                             overrides=[*args.overrides, f"fdd.real_steps={args.many}"])
         f, px, dc, bl = acc["features"], acc["pixels"], acc["detail"], acc["blur"]
         gates.append(("3. a critic can see it",

@@ -142,6 +142,18 @@ def test_frozen_weights_exist_once(model):
     assert not any(p.requires_grad for p in model.parameters())
 
 
+def test_dtype_and_device_follow_the_weights(model):
+    """EveModel reads them off the UNet's first parameter (diffusers' own properties walk every submodule per call):
+    they must still be the backbone's, and follow a cast; a cast model still runs a role in its dtype."""
+    assert (model.dtype, model.device) == (model.unet.dtype, model.unet.device) == (torch.float32, torch.device("cpu"))
+    xt, t, cond = inputs(model)
+    full = model(xt, t, cond, Role.PLUG_AND_PLAY)
+    model.to(torch.bfloat16)
+    assert model.dtype == model.unet.dtype == torch.bfloat16
+    half = model(xt, t, cond, Role.PLUG_AND_PLAY)  # inputs cast to model.dtype inside, the output back to float32
+    assert not torch.equal(half, full) and (half - full).norm() < 0.05 * full.norm()
+
+
 def test_replace_keeps_known_frames_exactly(model):
     """With 'replace', a DDIM run's known frames come out exactly as given, and they steer the other frames."""
     xt, t, cond = inputs(model)

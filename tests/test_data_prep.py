@@ -99,6 +99,22 @@ def test_stages_drop_what_was_put_there(prepared):
         assert len(read_table(out / f"manifest{suffix}")) == len(m)
 
 
+def test_the_cheaper_ocr_side_reads_the_overlays_as_rapidocr_default_does(prepared):
+    """text_side (384) against RapidOCR's own 736, on a texty and a clean clip as the score stage saw them."""
+    from eve.data.prepare import clip_frames
+    from eve.data.scores import text_area
+
+    out, _ = prepared
+    clips = pd.read_parquet(out / "split.parquet").merge(pd.read_parquet(out / "score.parquet"), on="clip_id")
+    for name in ("text", "moving"):
+        c = clips[clips["video"].str.endswith(f"{name}.mp4")].iloc[0].to_dict()
+        (_, frames), = clip_frames(c["video"], [c], width=256)
+        assert text_area(frames, side=384) == c["text_area"], "the stage used text_side"
+        # the same overlays, boxed a little tighter (0.20 of the frame against 0.24 when this was written)
+        assert text_area(frames, side=736) == pytest.approx(c["text_area"], rel=0.2, abs=1e-3), name
+        assert (c["text_area"] > 0.02) == (name == "text"), name
+
+
 def test_template_backend_yields_seven_valid_tasks_per_clip(prepared):
     _, manifest = prepared
     m = read_manifest(manifest)

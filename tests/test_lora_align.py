@@ -151,17 +151,22 @@ def test_lora_alignment_end_to_end(aligned):
     assert len(inputs) == manifest.input_caption.nunique() == 2
 
 
-def test_edit_py_image_and_video_with_the_aligned_lora(aligned, tiny_dir):
+def test_edit_py_image_and_video_with_the_aligned_lora(aligned, tiny_dir, capsys):
     """An image in, the same size out; a video edited with the aligned LoRA (the video adapter on top); the aligned
-    student's image differs from plug-and-play's (the same LoRA without θ_align)."""
+    student's image differs from plug-and-play's (the same LoRA without θ_align). edit.py's `main` in this process
+    (the README walk runs the script itself): a subprocess would spend about 10 s a call importing."""
+    from eve.editing.cli import main as edit_main
+
+    def edit(*argv) -> None:
+        assert edit_main([str(a) for a in argv]) == 0, capsys.readouterr().err[-2000:]
+
     tmp, image = aligned["tmp"], aligned["images"] / "0.png"
     args = ["--instruction", "add sks square", "--caption", "a red square, with sks square"]
     outs = {}
     for name, extra in (("aligned", ["--checkpoint", aligned["ckpt"], "--lora", aligned["lora"]]),
                         ("pnp", ["--config", tiny_dir / "eve.yaml", "--lora", aligned["lora"]])):
         outs[name] = tmp / f"{name}.png"
-        r = run("edit.py", "--image", image, *args, *extra, "--output", outs[name])
-        assert r.returncode == 0, r.stderr[-2000:]
+        edit("--image", image, *args, *extra, "--output", outs[name])
     a, p = (read_video(outs[k]).frames for k in ("aligned", "pnp"))
     assert a.shape == p.shape == read_video(image).frames.shape
     assert (a - p).abs().max() > 0
@@ -169,13 +174,11 @@ def test_edit_py_image_and_video_with_the_aligned_lora(aligned, tiny_dir):
     video.mkdir()
     for i in range(5):
         Image.open(image).save(video / f"{i:02d}.png")
-    r = run("edit.py", "--video", video, *args, "--checkpoint", aligned["ckpt"], "--lora", aligned["lora"],
-            "--output", tmp / "v.gif")
-    assert r.returncode == 0, r.stderr[-2000:]
+    edit("--video", video, *args, "--checkpoint", aligned["ckpt"], "--lora", aligned["lora"], "--output", tmp / "v.gif")
     assert read_video(tmp / "v.gif").frames.shape[0] == 5
     # the checkpoint alone carries which LoRA it aligned (a path relative to it)
-    r = run("edit.py", "--image", image, *args, "--checkpoint", aligned["ckpt"], "--output", tmp / "again.png")
-    assert r.returncode == 0 and (read_video(tmp / "again.png").frames - a).abs().max() == 0, r.stderr[-2000:]
+    edit("--image", image, *args, "--checkpoint", aligned["ckpt"], "--output", tmp / "again.png")
+    assert (read_video(tmp / "again.png").frames - a).abs().max() == 0
 
 
 def test_bad_input_is_one_line_and_leaves_no_run(aligned, tiny_dir, tmp_path, capsys):
@@ -231,19 +234,25 @@ def test_bad_input_is_one_line_and_leaves_no_run(aligned, tiny_dir, tmp_path, ca
     model = EveModel.from_config(cfg.model)
     model.add_lora(cfg.model.lora_rank, cfg.model.lora_alpha, cfg.model.lora_targets)
     save_lora(model.unet, video_ckpt / "student_lora.safetensors", config_yaml=portable_yaml(cfg, video_ckpt))
+    from eve.editing.cli import main as edit_main  # in this process too
+
+    def refused(*argv) -> str:
+        code = edit_main([str(a) for a in argv])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and not any("Traceback" in line for line in err), err[-5:]
+        return err[-1]
+
     image = ["--image", aligned["images"] / "0.png", "--instruction", "add sks square"]
     for extra, message in (
         (["--checkpoint", video_ckpt, "--lora", aligned["lora"]], "distilled with fdd.mode=video, beside no style"),
         (["--checkpoint", aligned["ckpt"], "--lora", other_backbone], "aligned .*, not --lora .*one alignment per LoRA"),
         (["--checkpoint", aligned["ckpt"], "--config", tiny_dir / "eve.yaml"], "give that LoRA with --lora"),
     ):
-        r = run("edit.py", *image, *extra, "--output", tmp_path / "x.png")
-        assert r.returncode == 2 and re.search(message, r.stderr.strip().splitlines()[-1]), r.stderr[-2000:]
+        assert re.search(message, refused(*image, *extra, "--output", tmp_path / "x.png"))
         assert not (tmp_path / "x.png").exists()
     # edit.py: an image output for a many-frame input is refused before any weight loads
-    r = run("edit.py", "--video", aligned["images"], "--instruction", "x", "--config", tiny_dir / "eve.yaml",
-            "--output", tmp_path / "o.png")
-    assert r.returncode == 2 and "is an image, but" in r.stderr.strip().splitlines()[-1]
+    assert "is an image, but" in refused("--video", aligned["images"], "--instruction", "x", "--config",
+                                         tiny_dir / "eve.yaml", "--output", tmp_path / "o.png")
 
 
 def test_world_style_split_and_score_oracles(tmp_path):

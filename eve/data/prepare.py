@@ -171,8 +171,8 @@ def prepare(cfg) -> Path:
     # 3. score motion and text, per video (decoded once)
     def score(r):
         mine = clips[clips["video"] == r["video"]].to_dict("records")
-        return [{"clip_id": c["clip_id"], "motion": scores.motion_score(f), "text_area": scores.text_area(f)}
-                for c, f in clip_frames(r["video"], mine, width=256)]
+        return [{"clip_id": c["clip_id"], "motion": scores.motion_score(f),
+                 "text_area": scores.text_area(f, cfg.text_side)} for c, f in clip_frames(r["video"], mine, width=256)]
 
     scored = run("score", {}, clips[["video"]].drop_duplicates(), lambda r: r["video"], score, cfg.workers)
     ensure(scored, "score")

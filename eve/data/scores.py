@@ -26,30 +26,34 @@ def motion_score(frames: np.ndarray, pairs: int = 4, width: int = 128) -> float:
     return float(np.mean(mags))
 
 
-_OCR = None
+_OCR: dict[int, object] = {}  # one RapidOCR per detector side
 
 
-def text_area(frames: np.ndarray, samples: int = 3, min_score: float = 0.8, min_chars: int = 3) -> float:
+def text_area(frames: np.ndarray, side: int = 384, samples: int = 3, min_score: float = 0.8,
+              min_chars: int = 3) -> float:
     """Largest fraction of frame area covered by RapidOCR text boxes over a few frames (weights ship in the wheel).
 
     Only boxes whose recognised text is confident (>= min_score) and has >= min_chars letters or digits count:
-    the detector alone fires on busy textures."""
-    global _OCR
+    the detector alone fires on busy textures. `side`: the detector's input, a frame whose short side is below it
+    is upscaled to it and a larger one read as it is. The data stage scores frames 256 px wide (a 16:9 frame's
+    short side is 144): RapidOCR's own 736, meant for document photos, would run the detector on 26x their pixels,
+    for the same overlays (tests/test_data_prep.py reads the test corpus's overlay alike at both)."""
     import cv2
 
-    if _OCR is None:
+    if side not in _OCR:
         import logging
 
         from rapidocr import RapidOCR
 
         from eve.utils.threads import ocr_options
 
-        _OCR = RapidOCR(params=ocr_options())
+        _OCR[side] = RapidOCR(params={**ocr_options(), "Det.limit_type": "min", "Det.limit_side_len": side})
         logging.getLogger("RapidOCR").disabled = True  # per-frame INFO/WARNING lines
+    ocr = _OCR[side]
     worst = 0.0
     for i in np.linspace(0, len(frames) - 1, min(samples, len(frames))).round().astype(int):
         img = cv2.cvtColor(frames[i], cv2.COLOR_RGB2BGR)
-        res = _OCR(img)
+        res = ocr(img)
         if res.boxes is None:
             continue
         area = sum(cv2.contourArea(np.asarray(b, np.float32)) for b, txt, sc in zip(res.boxes, res.txts, res.scores)

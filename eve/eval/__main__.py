@@ -113,19 +113,20 @@ def main(argv: list[str] | None = None) -> int:
         import logging
 
         from eve.config import load_config
-        from eve.editing.cli import DEFAULT_CONFIG
         from eve.eval.edits import read_edits
-        from eve.eval.run import (check_resume, edit_all, parse_methods, record, score_all, settings, tables,
-                                  write_grid)
-        from eve.models.lora import inspect_lora
 
         if args.frames < 0 or not 0 < args.sdedit_strength <= 1:
             raise EveError(f"--frames must be >= 0 and --sdedit-strength in (0, 1], got {args.frames}, "
                            f"{args.sdedit_strength}")
         if args.limit is not None and args.limit < 1:
             raise EveError(f"--limit must be >= 1, got {args.limit}")
+        edits = read_edits(args.edits).head(args.limit)  # a wrong path answers before the slow imports below
+        from eve.editing.cli import DEFAULT_CONFIG
+        from eve.eval.run import (check_resume, edit_all, parse_methods, record, score_all, settings, tables,
+                                  write_grid)
+        from eve.models.lora import inspect_lora
+
         methods = parse_methods(args.methods)
-        edits = read_edits(args.edits).head(args.limit)
         for m in methods:
             if m.checkpoint:
                 inspect_lora(m.checkpoint)

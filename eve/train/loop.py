@@ -285,7 +285,7 @@ def _train(cfg, rows, out: Path, identity: RunIdentity, ckpt: Path | None, progr
         return collate(items)
 
     def prepare(raw: dict, need_real: bool) -> Batch:
-        return make_batch(cfg, model, rows, raw, cache, fingerprint, gen, need_real)
+        return make_batch(cfg, model, rows, raw, gen=gen, need_real=need_real, cache=cache, fingerprint=fingerprint)
 
     # Train
     metrics_file = out / "metrics.jsonl"
@@ -353,10 +353,11 @@ def _train(cfg, rows, out: Path, identity: RunIdentity, ckpt: Path | None, progr
     return last
 
 
-def make_batch(cfg, model, rows, raw: dict, cache, fingerprint: str, gen, need_real: bool) -> Batch:
+def make_batch(cfg, model, rows, raw: dict, *, gen, need_real: bool, cache=None, fingerprint: str = "") -> Batch:
     """A collated micro-batch -> Batch: text embeddings, f1 and (when needed) the teachers' real samples; in LoRA
-    alignment the input images too (sampled, never read)."""
-    s = _teacher_latents(cfg, model, rows, raw, cache, fingerprint, gen, need_real)
+    alignment the input images too (sampled, never read). `cache` (with the teachers' `fingerprint`): where the
+    teachers' samples are kept; None computes them online."""
+    s = _teacher_latents(cfg, model, rows, raw, gen=gen, need_real=need_real, cache=cache, fingerprint=fingerprint)
     cap, ins = raw["caption"], raw["instruction"]
     if cfg.fdd.mode == "lora_align":
         frames, f1, second = model.decode_video(s["input"]).clamp(-1, 1), None, s["lora"]
@@ -368,7 +369,7 @@ def make_batch(cfg, model, rows, raw: dict, cache, fingerprint: str, gen, need_r
                  real_video=second if need_real else None)
 
 
-def _teacher_latents(cfg, model, rows, raw, cache, fingerprint, gen, need_real) -> dict[str, torch.Tensor]:
+def _teacher_latents(cfg, model, rows, raw, *, gen, need_real, cache, fingerprint) -> dict[str, torch.Tensor]:
     """The teachers' samples of a micro-batch (eve.train.real_samples.compute_samples): from the cache (the missing
     rows computed together, each with its own noise, and stored) or online."""
     if cache is None:
