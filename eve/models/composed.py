@@ -238,8 +238,8 @@ class EveModel(nn.Module):
         self._active = None
 
     # The first parameter's dtype and device, read directly: diffusers' ModelMixin.dtype / .device walk every
-    # submodule for casting or offloading hooks on each call (8 ms on the tiny UNet, 2 s of a 6-step tiny run at
-    # ~110 calls a step); eve attaches no such hooks.
+    # submodule for casting or offloading hooks on each call (6.7 ms a call on the full-size SD-1.5 + AnimateDiff
+    # UNet's 1,348 modules; an FDD step makes about 150 calls); eve attaches no such hooks.
     @property
     def dtype(self) -> torch.dtype:
         return next(self.unet.parameters()).dtype
