@@ -4,8 +4,6 @@ aligned LoRA, and bad input."""
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -99,33 +97,31 @@ def test_subject_writers_name_the_subject():
     assert edits and reasons == ["no JSON object in the reply"]
 
 
-def run(*argv, cwd=ROOT) -> subprocess.CompletedProcess:
-    r = subprocess.run([sys.executable, *map(str, argv)], cwd=cwd, capture_output=True, text=True, timeout=600)
-    return r
-
-
 @pytest.fixture(scope="module")
 def aligned(tiny_dir, tmp_path_factory):
-    """The whole third use on the tiny set, through the real entry points: a DreamBooth-style LoRA from a few
+    """The whole third use on the tiny set, through the entry points' main(): a DreamBooth-style LoRA from a few
     images, a captions-only manifest, and train_fdd.py --config configs/tiny_lora_align.yaml lora=..."""
     tmp = tmp_path_factory.mktemp("align")
     images = tmp / "images"
     images.mkdir()
     for i, f in enumerate(to_uint8(sample_clip(3, 16, 16))):
         Image.fromarray(f).save(images / f"{i}.png")
-    r = run("-m", "eve.train.dreambooth", "--config", tiny_dir / "eve.yaml", "--images", images, "--prompt",
-            "a sks square", "--out", tmp / "style", "--steps", "5")
-    assert r.returncode == 0, r.stderr[-2000:]
+    # each entry point's main() in this process (the README walk runs them as scripts): a subprocess would spend
+    # about 10 s importing
+    from eve.data.triplets import main as triplets
+    from eve.train.cli import main as train_fdd
+    from eve.train.dreambooth import main as dreambooth
+
+    run_main = lambda main, *argv: main([str(a) for a in argv])  # noqa: E731
+    assert run_main(dreambooth, "--config", tiny_dir / "eve.yaml", "--images", images, "--prompt", "a sks square",
+                    "--out", tmp / "style", "--steps", "5") == 0
     (tmp / "captions.txt").write_text("a red square\na blue circle on a dark background\n")
-    r = run("-m", "eve.data.triplets", "--captions", tmp / "captions.txt", "--out", tmp / "data", "--subject",
-            "sks square")
-    assert r.returncode == 0, r.stderr[-2000:]
+    assert run_main(triplets, "--captions", tmp / "captions.txt", "--out", tmp / "data", "--subject", "sks square") == 0
     model_paths = [f"model.{k}={tiny_dir / v}" for k, v in (("pretrained", "sd"), ("controlnet", "controlnet"),
                                                              ("motion_adapter", "motion_adapter"), ("dino", "dino"))]
     common = ["--config", ROOT / "configs" / "tiny_lora_align.yaml", f"data.manifest={tmp / 'data' / 'manifest.jsonl'}",
               *model_paths, "run.steps=4", "run.save_every=4", "run.sample_every=4", "fdd.sds_only_steps=2"]
-    r = run("train_fdd.py", *common, f"lora={tmp / 'style'}", f"run.out_dir={tmp / 'run'}")
-    assert r.returncode == 0, r.stderr[-3000:]
+    assert run_main(train_fdd, *common, f"lora={tmp / 'style'}", f"run.out_dir={tmp / 'run'}") == 0
     return {"tmp": tmp, "common": common, "ckpt": tmp / "run" / "ckpt-000004", "lora": tmp / "style",
             "images": images}
 
