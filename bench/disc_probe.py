@@ -54,6 +54,9 @@ from eve.train.fdd import FddDiscriminator, edit_pairs  # noqa: E402
 from eve.train.loop import Parts, build_parts, make_batch  # noqa: E402
 
 
+EPOCHS = 15  # passes of the fresh heads over the training batches (this script's and gates.py's default)
+
+
 class PixelPatches(nn.Module):
     """The control critic's "features": the image's own p x p pixel patches as tokens (their mean as the CLS), on
     the same pixel grid the feature net sees (resized to its input size, p its patch size). One hook, so one head
@@ -263,7 +266,7 @@ def default_held_out(batches: int) -> int:
     return max(1, batches // 5)
 
 
-def teacher_probe(config: str | Path, *, k: int, batches: int = 30, held_out: int | None = None, epochs: int = 15,
+def teacher_probe(config: str | Path, *, k: int, batches: int = 30, held_out: int | None = None, epochs: int = EPOCHS,
                   seed: int = 0, overrides: list[str] | None = None) -> dict[str, dict]:
     """Gate 3 of the shapes world: accuracy of fresh heads separating the teachers' k-step samples from their
     fdd.real_steps ones, on the critic's features and, as the control, on raw pixel patches (the same samples):
@@ -296,7 +299,7 @@ def main(argv=None) -> int:
     ap.add_argument("--teacher-steps", type=int, help="fakes: the teachers' own samples at this many steps")
     ap.add_argument("--batches", type=int, default=30)
     ap.add_argument("--held-out", type=int, default=None, help="default: a fifth of --batches (at least 1)")
-    ap.add_argument("--epochs", type=int, default=15)
+    ap.add_argument("--epochs", type=int, default=EPOCHS)
     ap.add_argument("--d-lr", type=float, default=None, help="default: the config's optim.d_lr")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--pixels", action="store_true",

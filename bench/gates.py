@@ -42,6 +42,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from disc_probe import EPOCHS, teacher_probe  # noqa: E402  (bench/ is on sys.path as this script's folder)
 from eve.config import load_config  # noqa: E402
 from eve.models import EveModel  # noqa: E402
 from eve.train.samples import grid_image  # noqa: E402
@@ -124,7 +125,7 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=70)
     ap.add_argument("--probe-batches", type=int, default=30,
                     help="micro-batches of clips the probe draws; a fifth (at least 1) are held out; 0: skip gate 3")
-    ap.add_argument("--probe-epochs", type=int, default=15, help="passes of the probe's heads over its batches")
+    ap.add_argument("--probe-epochs", type=int, default=EPOCHS, help="passes of the probe's heads over its batches")
     ap.add_argument("--sweep-teacher", action="store_true", help="also print the edit teacher's guidance sweep")
     ap.add_argument("--pnp-guidance", type=float, nargs=2, default=None, metavar=("TEXT", "IMAGE"),
                     help="plug-and-play's guidance (default: the best of a sweep on validation clips)")
@@ -149,8 +150,6 @@ def main(argv=None) -> int:
     overall, per_task = summarise(df.to_dict("records"))
     gates = check(df, args.k, args.many)
     if args.probe_batches:
-        from disc_probe import teacher_probe  # bench/ is on sys.path as this script's folder
-
         acc = teacher_probe(args.config, k=args.k, batches=args.probe_batches, epochs=args.probe_epochs, seed=args.seed,
                             overrides=[*args.overrides, f"fdd.real_steps={args.many}"])
         f, px, dc, bl = acc["features"], acc["pixels"], acc["detail"], acc["blur"]

@@ -36,6 +36,23 @@ def pytest_configure(config):
         os.environ["EVE_NUM_THREADS"] = str(max(1, cores() // int(workers)))
 
 
+@pytest.fixture
+def call_main(capsys):
+    """An entry point's main(argv) in this process, as its script runs it: (exit code, stdout, stderr), argparse's
+    refusals (SystemExit) giving their code. What a subprocess would show, without its ~10 s of imports."""
+
+    def call(main, *argv) -> tuple[int, str, str]:
+        capsys.readouterr()
+        try:
+            code = main([str(a) for a in argv])
+        except SystemExit as e:
+            code = e.code
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return call
+
+
 @pytest.fixture(scope="session")
 def tiny_dir(tmp_path_factory):
     from eve.models.tiny import write_tiny

@@ -9,22 +9,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
-def bench(monkeypatch, capsys):
+def bench(monkeypatch, call_main):
     """bench/NAME.py's main(argv) -> (exit code, stdout, stderr)."""
     import importlib
 
     monkeypatch.syspath_prepend(str(ROOT / "bench"))
-
-    def run(name: str, *argv) -> tuple[int, str, str]:
-        capsys.readouterr()
-        try:
-            code = importlib.import_module(name).main([str(a) for a in argv])
-        except SystemExit as e:  # argparse's one-line refusals
-            code = e.code
-        out = capsys.readouterr()
-        return code, out.out, out.err
-
-    return run
+    return lambda name, *argv: call_main(importlib.import_module(name).main, *argv)
 
 
 def test_fdd_step_bench_prints_its_tables(bench):

@@ -198,19 +198,10 @@ def run(*argv) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, *map(str, argv)], cwd=ROOT, capture_output=True, text=True, timeout=900)
 
 
-def run_here(capsys, *argv) -> tuple[int, str]:
-    """`python -m eve.eval ARGV` in this process: the same entry point without a start-up (the imports cost a
-    subprocess about 10 s); returns (exit code, stderr)."""
-    from eve.eval.__main__ import main
-
-    capsys.readouterr()
-    code = main([str(a) for a in argv])
-    return code, capsys.readouterr().err
-
-
-def test_eval_end_to_end(metric_models, tiny_dir, tmp_path, capsys):
+def test_eval_end_to_end(metric_models, tiny_dir, tmp_path, call_main):
     """Every method and metric on a TGVE-layout folder, then a re-run that edits and scores nothing again."""
     from eve.config import load_config
+    from eve.eval.__main__ import main as eval_main
     from eve.models import EveModel
     from eve.models.lora import save_lora
 
@@ -251,17 +242,17 @@ def test_eval_end_to_end(metric_models, tiny_dir, tmp_path, capsys):
     lines = (out / "scores.jsonl").read_text()
     with open(out / "scores.jsonl", "a") as fh:
         fh.write('{"method": "s", "id": "bl')  # a kill while a line was written
-    code, err = run_here(capsys, *argv[2:])  # the re-runs in this process
+    code, _, err = call_main(eval_main, *argv[2:])  # the re-runs in this process
     assert code == 0, err[-3000:]
     assert {p: p.stat().st_mtime_ns for p in (out / "videos").rglob("*.mp4")} == stamp
     assert (out / "scores.jsonl").read_text() == lines
     # a re-run that would mix settings is refused before any work: another seed, another edit behind an id
-    code, err = run_here(capsys, *argv[2:], "--seed", "1")
+    code, _, err = call_main(eval_main, *argv[2:], "--seed", "1")
     assert code == 2 and "made with other settings (seed differ)" in err.strip().splitlines()[-1]
     table = pd.read_csv(tgve / "LOVEU-TGVE-2023_Dataset.csv", dtype=str, keep_default_na=False)
     table.iloc[1, 2] = "a blackswan drawn in crayon"
     table.to_csv(tgve / "LOVEU-TGVE-2023_Dataset.csv", index=False)
-    code, err = run_here(capsys, *argv[2:])
+    code, _, err = call_main(eval_main, *argv[2:])
     assert code == 2 and "edit blackswan-style is not the edit" in err.strip().splitlines()[-1]
     assert {p: p.stat().st_mtime_ns for p in (out / "videos").rglob("*.mp4")} == stamp
 

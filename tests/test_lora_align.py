@@ -147,14 +147,15 @@ def test_lora_alignment_end_to_end(aligned):
     assert len(inputs) == manifest.input_caption.nunique() == 2
 
 
-def test_edit_py_image_and_video_with_the_aligned_lora(aligned, tiny_dir, capsys):
+def test_edit_py_image_and_video_with_the_aligned_lora(aligned, tiny_dir, call_main):
     """An image in, the same size out; a video edited with the aligned LoRA (the video adapter on top); the aligned
     student's image differs from plug-and-play's (the same LoRA without θ_align). edit.py's `main` in this process
     (the README walk runs the script itself): a subprocess would spend about 10 s a call importing."""
     from eve.editing.cli import main as edit_main
 
     def edit(*argv) -> None:
-        assert edit_main([str(a) for a in argv]) == 0, capsys.readouterr().err[-2000:]
+        code, _, err = call_main(edit_main, *argv)
+        assert code == 0, err[-2000:]
 
     tmp, image = aligned["tmp"], aligned["images"] / "0.png"
     args = ["--instruction", "add sks square", "--caption", "a red square, with sks square"]
@@ -177,7 +178,7 @@ def test_edit_py_image_and_video_with_the_aligned_lora(aligned, tiny_dir, capsys
     assert (read_video(tmp / "again.png").frames - a).abs().max() == 0
 
 
-def test_bad_input_is_one_line_and_leaves_no_run(aligned, tiny_dir, tmp_path, capsys):
+def test_bad_input_is_one_line_and_leaves_no_run(aligned, tiny_dir, tmp_path, capsys, call_main):
     from diffusers import StableDiffusionPipeline, UNet2DConditionModel
 
     common = aligned["common"]
@@ -233,10 +234,10 @@ def test_bad_input_is_one_line_and_leaves_no_run(aligned, tiny_dir, tmp_path, ca
     from eve.editing.cli import main as edit_main  # in this process too
 
     def refused(*argv) -> str:
-        code = edit_main([str(a) for a in argv])
-        err = capsys.readouterr().err.strip().splitlines()
-        assert code == 2 and not any("Traceback" in line for line in err), err[-5:]
-        return err[-1]
+        code, _, err = call_main(edit_main, *argv)
+        lines = err.strip().splitlines()
+        assert code == 2 and "Traceback" not in err, lines[-5:]
+        return lines[-1]
 
     image = ["--image", aligned["images"] / "0.png", "--instruction", "add sks square"]
     for extra, message in (

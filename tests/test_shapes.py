@@ -303,7 +303,7 @@ def test_an_epsilon_backbone_and_the_adapter_that_follows_it(smoke_teachers, tmp
         T.train_teachers(tmp_path, only="unet", steps=2)
 
 
-def test_gates_bench_runs_and_reports_every_gate(smoke_teachers, tmp_path, capsys, monkeypatch):
+def test_gates_bench_runs_and_reports_every_gate(smoke_teachers, tmp_path, call_main, monkeypatch):
     r = subprocess.run([sys.executable, str(ROOT / "bench" / "gates.py"), "--clips", "7", "--k", "1", "--many", "2",
                         "--probe-batches", "3", "--probe-epochs", "2", "--pnp-guidance", "1", "1",
                         "--out", str(tmp_path),
@@ -320,12 +320,11 @@ def test_gates_bench_runs_and_reports_every_gate(smoke_teachers, tmp_path, capsy
     monkeypatch.syspath_prepend(str(ROOT / "bench"))  # the refusal in this process: no 10 s of imports for one line
     from gates import main
 
-    with pytest.raises(SystemExit) as bad:
-        main(["--k", "5", "--many", "2"])
-    assert bad.value.code == 2 and "--k" in capsys.readouterr().err.strip().splitlines()[-1]
+    code, _, err = call_main(main, "--k", "5", "--many", "2")
+    assert code == 2 and "--k" in err.strip().splitlines()[-1]
 
 
-def test_shapes_bench_runs(smoke_teachers, tmp_path, capsys, monkeypatch):
+def test_shapes_bench_runs(smoke_teachers, tmp_path, call_main, monkeypatch):
     args = ["--teachers", str(smoke_teachers.parent), "--clips", "7", "--seeds", "0", "--k", "1", "--many", "2",
             "--long-clips", "2", "--pnp-guidance", "1", "1"]
     r = subprocess.run([sys.executable, str(ROOT / "bench" / "shapes.py"), *args, "--out", str(tmp_path)],
@@ -340,18 +339,14 @@ def test_shapes_bench_runs(smoke_teachers, tmp_path, capsys, monkeypatch):
     from shapes import main
 
     # a second run reusing every row computes nothing and prints the same tables
-    capsys.readouterr()
-    assert main([*args, "--out", str(tmp_path / "again"), "--reuse", str(tmp_path / "results.csv")]) == 0
-    again = capsys.readouterr()
-    assert " done (" not in again.err and "reused from" in again.err, again.err[-2000:]
-    assert again.out == r.stdout
+    code, out, err = call_main(main, *args, "--out", tmp_path / "again", "--reuse", tmp_path / "results.csv")
+    assert code == 0 and " done (" not in err and "reused from" in err, err[-2000:]
+    assert out == r.stdout
     # a file that is not a results.csv, or a checkpoint that does not exist, is refused before anything loads
     for extra, said in ((["--reuse", str(tmp_path / "tables.md")], "--reuse: "),
                         (["--student", str(tmp_path / "nope")], "nope does not exist")):
-        with pytest.raises(SystemExit) as refused:
-            main([*args, *extra])
-        err = capsys.readouterr().err.strip().splitlines()
-        assert refused.value.code == 2 and said in err[-1] and "writing to" not in " ".join(err), err
+        code, _, err = call_main(main, *args, *extra)
+        assert code == 2 and said in err.strip().splitlines()[-1] and "writing to" not in err, err
 
 
 def test_guidance_sweep_uses_validation_clips_and_picks_the_best(smoke_teachers):

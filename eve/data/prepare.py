@@ -172,7 +172,7 @@ def prepare(cfg) -> Path:
     def score(r):
         mine = clips[clips["video"] == r["video"]].to_dict("records")
         return [{"clip_id": c["clip_id"], "motion": scores.motion_score(f),
-                 "text_area": scores.text_area(f, cfg.text_side)} for c, f in clip_frames(r["video"], mine, width=256)]
+                 "text_area": scores.text_area(f, side=cfg.text_side)} for c, f in clip_frames(r["video"], mine, width=256)]
 
     scored = run("score", {"text_side": cfg.text_side}, clips[["video"]].drop_duplicates(), lambda r: r["video"],
                  score, cfg.workers)

@@ -32,16 +32,15 @@ _OCR: dict[int, object] = {}  # one RapidOCR per detector side
 _OCR_LOCK = threading.Lock()  # the score stage's worker threads build it once
 
 
-def text_area(frames: np.ndarray, side: int = 384, samples: int = 3, min_score: float = 0.8,
-              min_chars: int = 3) -> float:
+def text_area(frames: np.ndarray, *, side: int, samples: int = 3, min_score: float = 0.8, min_chars: int = 3) -> float:
     """Largest fraction of frame area covered by RapidOCR text boxes over a few frames (weights ship in the wheel).
 
     Only boxes whose recognised text is confident (>= min_score) and has >= min_chars letters or digits count:
-    the detector alone fires on busy textures. `side`: the detector's input, a frame whose short side is below it
-    is upscaled to it and a larger one read as it is. The data stage scores frames 256 px wide (a 16:9 frame's
-    short side is 144): RapidOCR's own 736, meant for document photos, would run the detector on 26x their pixels
-    for the same overlays, boxed a little looser (tests/test_data_prep.py: at 384 the test corpus's overlay covers
-    0.80-0.90 of the area it covers at 736)."""
+    the detector alone fires on busy textures. `side` (PrepConfig.text_side): the detector's input, a frame whose
+    short side is below it is upscaled to it and a larger one read as it is. The data stage scores frames 256 px wide
+    (a 16:9 frame's short side is 144): RapidOCR's own 736, meant for document photos, would run the detector on 26x
+    their pixels for the same overlays, boxed a little looser (tests/test_data_prep.py: at 384 the test corpus's
+    overlay covers 0.80-0.90 of the area it covers at 736)."""
     import cv2
 
     with _OCR_LOCK:
