@@ -98,15 +98,23 @@ def _dataset(cfg):
     return rows, ClipDataset(rows, cfg.model.num_frames, cfg.data.stride, cfg.data.size or cfg.model.resolution)
 
 
+def micro_batches(cfg, parts, n: int, seed: int, *, need_real: bool = True):
+    """The probe's n micro-batches of the config's FDD data, in one seeded order: (row indices, collated clips,
+    Batch), the teachers' samples in it when need_real."""
+    m, (rows, ds) = parts.model, _dataset(cfg)
+    order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed)).tolist()
+    B = cfg.run.micro_batch
+    for i in range(n):
+        idx = order[i * B : (i + 1) * B]
+        raw = collate([ds[j] for j in idx])
+        yield idx, raw, make_batch(cfg, m, rows, raw, gen=parts.gen, need_real=need_real)
+
+
 @torch.no_grad()
 def draw(cfg, parts, n: int, seed: int) -> list[tuple]:
     """n micro-batches of (Batch, fake for D_e, fake for D_v, real edit, real video), pixels [B, F, 3, H, W]."""
-    m, (rows, ds) = parts.model, _dataset(cfg)
-    order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed)).tolist()
-    B, out = cfg.run.micro_batch, []
-    for i in range(n):
-        raw = collate([ds[j] for j in order[i * B : (i + 1) * B]])
-        b = make_batch(cfg, m, rows, raw, gen=parts.gen, need_real=True)
+    m, out = parts.model, []
+    for _, _, b in micro_batches(cfg, parts, n, seed):
         fake = m.decode_video(parts.generator_step(b, False)["x0"])
         out.append((b, fake, fake, m.decode_video(b.real_edit), m.decode_video(b.real_video)))
     return out
@@ -115,13 +123,10 @@ def draw(cfg, parts, n: int, seed: int) -> list[tuple]:
 @torch.no_grad()
 def draw_teachers(cfg, parts, n: int, seed: int, k: int) -> list[tuple]:
     """As `draw`, with the fakes the teachers' own samples at k steps (the video teacher's from its k-step f1)."""
-    m, (rows, ds) = parts.model, _dataset(cfg)
+    m, rows = parts.model, read_manifest(cfg.data.manifest)
     few = replace(cfg, fdd=replace(cfg.fdd, real_steps=k))
-    order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed)).tolist()
-    B, out = cfg.run.micro_batch, []
-    for i in range(n):
-        raw = collate([ds[j] for j in order[i * B : (i + 1) * B]])
-        b = make_batch(cfg, m, rows, raw, gen=parts.gen, need_real=True)
+    out = []
+    for _, raw, b in micro_batches(cfg, parts, n, seed):
         f = make_batch(few, m, rows, raw, gen=parts.gen, need_real=True)
         out.append((b, m.decode_video(f.real_edit), m.decode_video(f.real_video), m.decode_video(b.real_edit),
                     m.decode_video(b.real_video)))
@@ -164,13 +169,15 @@ def score(critic, data, frames: list[int]) -> dict:
 
 def probe(cfg, parts, data, *, held_out: int, epochs: int, d_lr: float, log=print) -> dict[str, dict]:
     """Train the fresh heads on all but the last `held_out` batches; log a table row per epoch; return the last
-    epoch's scores ({"train": ..., "held-out": ...})."""
+    epoch's scores ({"train": ..., "held-out": ...}) and every epoch's ("by epoch": [{"train", "held-out"}, ...],
+    epoch 0 the untrained heads)."""
     train, held = data[:-held_out], data[-held_out:]
     frames = parts.generator_step.disc_frames(cfg.model.num_frames)
     opt = torch.optim.Adam(parts.head_params, lr=d_lr, betas=tuple(cfg.optim.d_betas))
     columns = ("edit gap", "edit acc", "video gap", "video acc")
     log("| epoch | train edit gap | train edit acc | train video gap | train video acc | held-out edit gap | "
         "held-out edit acc | held-out video gap | held-out video acc | held-out edit paired |\n|" + "---|" * 10)
+    history = []
     for epoch in range(epochs + 1):
         if epoch:
             for b, fake_e, fake_v, real_e, real_v in train:
@@ -178,10 +185,11 @@ def probe(cfg, parts, data, *, held_out: int, epochs: int, d_lr: float, log=prin
                 parts.critic_step(fake_e, real_e, real_v, b, frames, fake_video=fake_v)["loss"].backward()
                 opt.step()
         t, h = score(parts.critic_step, train, frames), score(parts.critic_step, held, frames)
+        history.append({"train": t, "held-out": h})
         row = [t[k] for k in columns] + [h[k] for k in columns] + [h["edit paired"]]
         log(f"| {epoch} | " + " | ".join(f"{v:.3f}" for v in row) + " |")
     log("held-out edit acc by task: " + ", ".join(f"{k} {v:.3f}" for k, v in h["edit by task"].items()))
-    return {"train": t, "held-out": h}
+    return {"train": t, "held-out": h, "by epoch": history}
 
 
 def fit_threshold(real: Tensor, fake: Tensor) -> tuple[float, float]:

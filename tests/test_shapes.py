@@ -120,6 +120,19 @@ def test_fine_detail_reads_the_grain_where_no_pattern_covers_the_frame():
     assert torch.equal(fine_detail(grained.view(7, 10, 3, W.SIZE, W.SIZE)), d.view(7, 10))
 
 
+def test_grain_scale_scales_the_grain_and_nothing_else():
+    """render's grain_scale (the critic-ceiling bench's fakes): 0 is the grainless frame, 1 the world's, and in
+    between the frame moves linearly from one to the other wherever neither is clamped (palette and stars are
+    affine in the frame)."""
+    for it in held_out_items(14, all_tasks=False):
+        full, none, half = (W.render(it.target, 2, grain_scale=g) for g in (1.0, 0.0, 0.5))
+        assert torch.equal(full, W.render(it.target, 2)) and torch.equal(none, W.render(W.without_grain(it.target), 2))
+        free = (full.abs() < 1) & (none.abs() < 1)
+        assert free.float().mean() > 0.5 and not torch.equal(full, none)
+        assert torch.allclose(half[free], ((full + none) / 2)[free], atol=1e-5)
+    assert torch.equal(W.render_video(it.target, 3, grain_scale=0.0)[1], W.render(it.target, 1, grain_scale=0.0))
+
+
 def test_parser_does_not_take_a_recolour_for_an_addition():
     """"add a red circle" answered by turning an existing object red has the colour but adds nothing."""
     caught = 0
@@ -322,6 +335,32 @@ def test_gates_bench_runs_and_reports_every_gate(smoke_teachers, tmp_path, call_
 
     code, _, err = call_main(main, "--k", "5", "--many", "2")
     assert code == 2 and "--k" in err.strip().splitlines()[-1]
+
+
+def test_critic_ceiling_bench_sees_chance_on_identical_frames_and_refuses_another_manifest(call_main, monkeypatch,
+                                                                                           tmp_path):
+    """bench/critic_ceiling.py on the committed teachers and data: at keep 1 the fakes are the reals, so every critic
+    is at exactly 0.500 and never ranks a real above its fake; at keep 0 the hand-made detail control tells the
+    grained frames from the grainless ones. A manifest the world did not write with --data-seed is refused in one
+    line before any weight loads."""
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    from critic_ceiling import main
+
+    code, out, err = call_main(main, "--keep", "1", "0", "--batches", "3", "--held-out", "1", "--epochs", "1",
+                               "--", "run.micro_batch=2")
+    assert code == 0, err[-2000:]
+    rows = [[c.strip() for c in line.split("|")[1:-1]] for line in out.splitlines()
+            if line.startswith(("| 1.0 |", "| 0.0 |"))]
+    critics = ("detail (no learning)", "heads on the features", "heads on pixel patches")
+    assert [r[:2] for r in rows] == [[k, c] for k in ("1.0", "0.0") for c in critics]
+    for r in rows[:3]:
+        assert r[2:5] == ["0.500", "0.500", "0.000"] and r[5] in ("", "0.500"), r
+    assert float(rows[3][2]) > 0.5  # keep 0: the detail control's held-out D_e, grain against none
+
+    code, _, err = call_main(main, "--data-seed", "1")
+    assert code == 2 and err.count("\n") == 1 and "manifest.csv was not written by" in err and "--seed 1" in err
+    code, _, err = call_main(main, "--keep", "1.5")
+    assert code == 2 and "--keep fractions must be in [0, 1]" in err.strip().splitlines()[-1]
 
 
 def test_shapes_bench_runs(smoke_teachers, tmp_path, call_main, monkeypatch):

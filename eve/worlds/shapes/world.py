@@ -220,8 +220,9 @@ def layers(scene: Scene, t: int) -> Tensor:
     return out
 
 
-def render(scene: Scene, t: int) -> Tensor:
-    """Frame t of a scene, [3, SIZE, SIZE]."""
+def render(scene: Scene, t: int, *, grain_scale: float = 1.0) -> Tensor:
+    """Frame t of a scene, [3, SIZE, SIZE]. grain_scale multiplies the grain's amplitude (1: the world's; 0: the
+    same frame without grain; bench/critic_ceiling.py draws the frames a few-step sampler that kept less would)."""
     xs, ys = _grid(SIZE)
     ox, oy = scene.offset(t)
     X, Y = xs + ox, ys + oy  # world coordinates of the background
@@ -229,7 +230,7 @@ def render(scene: Scene, t: int) -> Tensor:
     shading = SHADE * torch.sin(2 * math.pi * (X / px + ph1)) * torch.cos(2 * math.pi * (Y / py + ph2))
     printed = scene.style_pattern if scene.style == "negative" else None
     img = overlay(_paint(BACKGROUNDS[scene.background], scene.bg_pattern, X, Y) + shading, printed, X, Y)
-    img = img + grain(scene.grain, X, Y)
+    img = img + grain_scale * grain(scene.grain, X, Y)
     sky = torch.ones(SIZE, SIZE, dtype=torch.bool)
     for o in scene.objects:
         x, y = o.position(t)
@@ -237,7 +238,7 @@ def render(scene: Scene, t: int) -> Tensor:
         m = shape_mask(o.shape, o.side)
         region = img[:, y : y + o.side, x : x + o.side]
         surface = overlay(_paint(COLOURS[o.colour], o.pattern, u, v), printed, u, v)
-        surface = surface + grain(_object_grain(scene, o), u, v)
+        surface = surface + grain_scale * grain(_object_grain(scene, o), u, v)
         region[:, m] = surface[:, m]
         sky[y : y + o.side, x : x + o.side][m] = False
     img = palette(img, scene.style)
@@ -247,8 +248,8 @@ def render(scene: Scene, t: int) -> Tensor:
     return img.clamp(-1, 1)
 
 
-def render_video(scene: Scene, num_frames: int = NUM_FRAMES) -> Tensor:
-    return torch.stack([render(scene, t) for t in range(num_frames)])
+def render_video(scene: Scene, num_frames: int = NUM_FRAMES, *, grain_scale: float = 1.0) -> Tensor:
+    return torch.stack([render(scene, t, grain_scale=grain_scale) for t in range(num_frames)])
 
 
 def previous_pixel(scene: Scene, t: int) -> tuple[Tensor, Tensor, Tensor]:
