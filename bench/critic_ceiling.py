@@ -5,14 +5,16 @@
 
 Gate 3 asks fresh discriminator heads to tell the teachers' 3-step samples from their 25-step ones; the 3-step
 samples keep less of the world's grain (about 0.74 of it; README, Gates). This asks the same heads an easier
-question that bounds that one: the reals are the ground-truth edits, the fakes the very same frames with the grain
-at a fraction `--keep` of its amplitude and nothing else changed (both through the world's autoencoder, as the
-teachers' samples are decoded). keep 0 is the most any sampler could lose. The heads are gate 3's (the config's
-disc.*, trained as bench/disc_probe.py trains them, on the same micro-batches of the FDD data, with D_e handed the
-same input frames); the pixel-patch control and the detail control (no learning) run beside them.
+question that bounds the grain part of that one: the reals are the ground-truth edits, the fakes the very same
+frames with the grain at a fraction `--keep` of its amplitude and nothing else changed (both through the world's
+autoencoder, as the teachers' samples are decoded). keep 0 is the most any sampler could lose. The heads are
+gate 3's (the config's disc.*, trained as bench/disc_probe.py trains them, on the same micro-batches of the FDD
+data, with D_e handed the same input frames); the pixel-patch control and the detail control (no learning) run
+beside them.
 
-If the heads cannot separate keep 0 within gate 3's epochs, no world whose few-step failure is the loss of grain
-can pass gate 3 with these heads, and the lever is the critic, not the world.
+If the heads cannot separate keep 0 within gate 3's epochs, then at the world's grain amplitude no few-step loss
+of grain, however complete, passes gate 3 with these heads: what could pass is a different critic, or a few-step
+failure other than, or larger than, the grain's.
 
 Prints one row per keep fraction and critic: held-out D_e and D_v accuracy after gate 3's epochs
 (disc_probe.EPOCHS) and after --epochs; then, after --epochs, the paired D_e accuracy (held-out frames whose real
@@ -52,21 +54,23 @@ def parse(argv=None) -> argparse.Namespace:
 
 
 def world_items(manifest, rows, data_seed: int) -> list:
-    """The world's items behind the manifest's rows (the data command writes items(seed, clips) in order); a
-    manifest the world did not write with that seed is refused by the instructions it holds."""
+    """The world's items behind the manifest's rows (the data command writes items(seed, clips) in order, every
+    task of a clip); a manifest the world did not write with that seed is refused by the instructions it holds."""
+    from eve.tasks import TASKS
     from eve.worlds.shapes.data import items
 
-    its = items(data_seed, len(rows) // 7) if len(rows) % 7 == 0 else []
-    for i, row in enumerate(rows.itertuples()):
-        if i >= len(its) or its[i].instruction != row.instruction:
-            said = its[i].instruction if i < len(its) else "none"
-            raise ValueError(f"{manifest} was not written by `python -m eve.worlds.shapes data --seed {data_seed}` "
-                             f"(row {i}: instruction {row.instruction!r}, the world's {said!r})")
+    not_ours = f"{manifest} was not written by `python -m eve.worlds.shapes data --seed {data_seed}`"
+    if len(rows) % len(TASKS):
+        raise ValueError(f"{not_ours} ({len(rows)} rows, not {len(TASKS)} per clip)")
+    its = items(data_seed, len(rows) // len(TASKS))
+    for i, (it, row) in enumerate(zip(its, rows.itertuples())):
+        if it.instruction != row.instruction:
+            raise ValueError(f"{not_ours} (row {i}: instruction {row.instruction!r}, the world's {it.instruction!r})")
     return its
 
 
 def draw_ground_truth(cfg, parts, its, *, n: int, seed: int, keep: float) -> list[tuple]:
-    """The probe's micro-batches (disc_probe.micro_batches, no teacher sampling) with the reals the ground-truth
+    """The probe's micro-batches (disc_probe.micro_batches; no teacher sampled) with the reals the ground-truth
     edits and the fakes the same frames at `keep` of the grain, both through the autoencoder."""
     import torch
     from disc_probe import micro_batches
@@ -76,7 +80,8 @@ def draw_ground_truth(cfg, parts, its, *, n: int, seed: int, keep: float) -> lis
     codec = lambda videos: m.decode_video(m.encode_video(torch.stack(videos)))  # noqa: E731
     out = []
     with torch.no_grad():
-        for idx, _, b in micro_batches(cfg, parts, n, seed, need_real=False):
+        for _, raw, b in micro_batches(cfg, parts, n, seed, need_real=False, need_f1=False):
+            idx = raw["index"].tolist()  # manifest rows
             real = codec([W.render_video(its[j].target, F) for j in idx])
             fake = codec([W.render_video(its[j].target, F, grain_scale=keep) for j in idx])
             out.append((b, fake, fake, real, real))
@@ -108,6 +113,8 @@ def main(argv=None) -> int:
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
     rows = []
     for keep in args.keep:
+        torch.manual_seed(args.seed)  # each keep's rows as a run of that keep alone gives them (heads, augmentation)
+        parts.gen.manual_seed(args.seed)
         data = draw_ground_truth(cfg, parts, its, n=args.batches, seed=args.seed, keep=keep)
         d = detail_control(data, held_out=args.held_out)
         rows.append({"keep": keep, "critic": "detail (no learning)", f"D_e @{at}": d["edit"], f"D_v @{at}": d["video"],

@@ -98,16 +98,15 @@ def _dataset(cfg):
     return rows, ClipDataset(rows, cfg.model.num_frames, cfg.data.stride, cfg.data.size or cfg.model.resolution)
 
 
-def micro_batches(cfg, parts, n: int, seed: int, *, need_real: bool = True):
-    """The probe's n micro-batches of the config's FDD data, in one seeded order: (row indices, collated clips,
-    Batch), the teachers' samples in it when need_real."""
+def micro_batches(cfg, parts, n: int, seed: int, *, need_real: bool = True, need_f1: bool = True):
+    """The probe's n micro-batches of the config's FDD data, in one seeded order: (manifest rows, collated clips,
+    Batch), made by `make_batch` with need_real and need_f1 (False and False: no teacher sampled)."""
     m, (rows, ds) = parts.model, _dataset(cfg)
     order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed)).tolist()
     B = cfg.run.micro_batch
     for i in range(n):
-        idx = order[i * B : (i + 1) * B]
-        raw = collate([ds[j] for j in idx])
-        yield idx, raw, make_batch(cfg, m, rows, raw, gen=parts.gen, need_real=need_real)
+        raw = collate([ds[j] for j in order[i * B : (i + 1) * B]])
+        yield rows, raw, make_batch(cfg, m, rows, raw, gen=parts.gen, need_real=need_real, need_f1=need_f1)
 
 
 @torch.no_grad()
@@ -123,10 +122,8 @@ def draw(cfg, parts, n: int, seed: int) -> list[tuple]:
 @torch.no_grad()
 def draw_teachers(cfg, parts, n: int, seed: int, k: int) -> list[tuple]:
     """As `draw`, with the fakes the teachers' own samples at k steps (the video teacher's from its k-step f1)."""
-    m, rows = parts.model, read_manifest(cfg.data.manifest)
-    few = replace(cfg, fdd=replace(cfg.fdd, real_steps=k))
-    out = []
-    for _, raw, b in micro_batches(cfg, parts, n, seed):
+    m, few, out = parts.model, replace(cfg, fdd=replace(cfg.fdd, real_steps=k)), []
+    for rows, raw, b in micro_batches(cfg, parts, n, seed):
         f = make_batch(few, m, rows, raw, gen=parts.gen, need_real=True)
         out.append((b, m.decode_video(f.real_edit), m.decode_video(f.real_video), m.decode_video(b.real_edit),
                     m.decode_video(b.real_video)))

@@ -43,7 +43,7 @@ RULES = [
     ("python -m eve.worlds.shapes style-data", RUN, ""),
     ("python bench/gates.py", SKIP, "evaluates 70 clips x 8 methods and trains a probe: about 15 minutes"),
     ("python bench/disc_probe.py", SKIP, "samples and trains a probe: minutes"),
-    ("python bench/critic_ceiling.py", SKIP, "trains four probes for 60 epochs: about 30 minutes"),
+    ("python bench/critic_ceiling.py", SKIP, "trains four probes for 60 epochs: about 26 minutes"),
     ("python train_fdd.py --config configs/shapes/fdd.yaml", SKIP, "the shapes FDD run: about 45 minutes"),
     ("python bench/shapes.py --student runs/shapes-fdd", NEEDS, "does not exist"),  # the FDD run above was skipped
     ("python -m eve.train.dreambooth --config configs/tiny.yaml", RUN, ""),

@@ -124,13 +124,15 @@ def test_grain_scale_scales_the_grain_and_nothing_else():
     """render's grain_scale (the critic-ceiling bench's fakes): 0 is the grainless frame, 1 the world's, and in
     between the frame moves linearly from one to the other wherever neither is clamped (palette and stars are
     affine in the frame)."""
-    for it in held_out_items(14, all_tasks=False):
+    its = held_out_items(14, all_tasks=False)
+    for it in its:
         full, none, half = (W.render(it.target, 2, grain_scale=g) for g in (1.0, 0.0, 0.5))
         assert torch.equal(full, W.render(it.target, 2)) and torch.equal(none, W.render(W.without_grain(it.target), 2))
         free = (full.abs() < 1) & (none.abs() < 1)
         assert free.float().mean() > 0.5 and not torch.equal(full, none)
         assert torch.allclose(half[free], ((full + none) / 2)[free], atol=1e-5)
-    assert torch.equal(W.render_video(it.target, 3, grain_scale=0.0)[1], W.render(it.target, 1, grain_scale=0.0))
+    last = its[-1].target
+    assert torch.equal(W.render_video(last, 3, grain_scale=0.0)[1], W.render(last, 1, grain_scale=0.0))
 
 
 def test_parser_does_not_take_a_recolour_for_an_addition():
@@ -337,26 +339,41 @@ def test_gates_bench_runs_and_reports_every_gate(smoke_teachers, tmp_path, call_
     assert code == 2 and "--k" in err.strip().splitlines()[-1]
 
 
-def test_critic_ceiling_bench_sees_chance_on_identical_frames_and_refuses_another_manifest(call_main, monkeypatch,
-                                                                                           tmp_path):
+def test_critic_ceiling_bench_sees_chance_on_identical_frames_and_refuses_another_manifest(call_main, monkeypatch):
     """bench/critic_ceiling.py on the committed teachers and data: at keep 1 the fakes are the reals, so every critic
     is at exactly 0.500 and never ranks a real above its fake; at keep 0 the hand-made detail control tells the
-    grained frames from the grainless ones. A manifest the world did not write with --data-seed is refused in one
-    line before any weight loads."""
+    grained frames from the grainless ones; the early columns are the probe's own log at that epoch; no teacher
+    samples anything (make_batch's need_f1=False). A manifest the world did not write with --data-seed, or a bad
+    --keep, is refused in one line before any weight loads."""
     monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    import disc_probe
     from critic_ceiling import main
 
-    code, out, err = call_main(main, "--keep", "1", "0", "--batches", "3", "--held-out", "1", "--epochs", "1",
+    monkeypatch.setattr(disc_probe, "EPOCHS", 1)  # gate 3's epochs, read as the early columns' epoch
+
+    def no_teacher(*_, **__):
+        raise AssertionError("a teacher sampled: the ceiling's batches need only frames and texts")
+
+    monkeypatch.setattr("eve.train.loop.compute_samples", no_teacher)
+    code, out, err = call_main(main, "--keep", "1", "0", "--batches", "3", "--held-out", "1", "--epochs", "2",
                                "--", "run.micro_batch=2")
     assert code == 0, err[-2000:]
+    assert "| keep | critic | D_e @1 | D_v @1 | D_e @2 | D_v @2 | paired D_e | train D_e |" in out
     rows = [[c.strip() for c in line.split("|")[1:-1]] for line in out.splitlines()
             if line.startswith(("| 1.0 |", "| 0.0 |"))]
     critics = ("detail (no learning)", "heads on the features", "heads on pixel patches")
     assert [r[:2] for r in rows] == [[k, c] for k in ("1.0", "0.0") for c in critics]
-    for r in rows[:3]:
-        assert r[2:5] == ["0.500", "0.500", "0.000"] and r[5] in ("", "0.500"), r
+    assert rows[0][2:] == ["0.500", "0.500", "", "", "0.000", ""]
+    for r in rows[1:3]:
+        assert r[2:] == ["0.500"] * 4 + ["0.000", "0.500"], r
     assert float(rows[3][2]) > 0.5  # keep 0: the detail control's held-out D_e, grain against none
+    logged = [line.split("|")[1:-1] for line in err.splitlines() if line.startswith("| 1 |")]  # epoch 1, per probe
+    assert [[f"{float(c):.3f}" for c in (row[6], row[8])] for row in logged[2:]] == [r[2:4] for r in rows[4:]]
 
+    def no_weights(*_, **__):
+        raise AssertionError("weights loaded before the refusal")
+
+    monkeypatch.setattr("eve.train.loop.build_parts", no_weights)
     code, _, err = call_main(main, "--data-seed", "1")
     assert code == 2 and err.count("\n") == 1 and "manifest.csv was not written by" in err and "--seed 1" in err
     code, _, err = call_main(main, "--keep", "1.5")

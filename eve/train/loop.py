@@ -353,16 +353,21 @@ def _train(cfg, rows, out: Path, identity: RunIdentity, ckpt: Path | None, progr
     return last
 
 
-def make_batch(cfg, model, rows, raw: dict, *, gen, need_real: bool, cache=None, fingerprint: str = "") -> Batch:
+def make_batch(cfg, model, rows, raw: dict, *, gen, need_real: bool, need_f1: bool = True, cache=None,
+               fingerprint: str = "") -> Batch:
     """A collated micro-batch -> Batch: text embeddings, f1 and (when needed) the teachers' real samples; in LoRA
-    alignment the input images too (sampled, never read). `cache` (with the teachers' `fingerprint`): where the
+    alignment the input images too (sampled, never read). need_f1=False with need_real=False samples no teacher at
+    all (f1 None): the frames and texts a critic reads. `cache` (with the teachers' `fingerprint`): where the
     teachers' samples are kept; None computes them online."""
-    s = _teacher_latents(cfg, model, rows, raw, gen=gen, need_real=need_real, cache=cache, fingerprint=fingerprint)
+    if cfg.fdd.mode == "lora_align" and not need_f1:
+        raise ValueError("make_batch: need_f1=False has no input frames in LoRA alignment (they are sampled)")
+    s = (_teacher_latents(cfg, model, rows, raw, gen=gen, need_real=need_real, cache=cache, fingerprint=fingerprint)
+         if need_real or need_f1 else {})
     cap, ins = raw["caption"], raw["instruction"]
     if cfg.fdd.mode == "lora_align":
         frames, f1, second = model.decode_video(s["input"]).clamp(-1, 1), None, s["lora"]
     else:
-        frames, f1, second = raw["frames"].to(model.device), s["edit"][:, 0], s.get("video")
+        frames, f1, second = raw["frames"].to(model.device), s["edit"][:, 0] if s else None, s.get("video")
     return Batch(frames=frames, caption=model.encode_text(cap), instruction=model.encode_text(ins),
                  caption_pooled=model.text.pooled(cap).float(), instruction_pooled=model.text.pooled(ins).float(),
                  task=raw["task"].to(model.device), f1=f1, real_edit=s["edit"] if need_real else None,
