@@ -2,7 +2,7 @@
 
     python bench/shapes.py --student data/shapes/student [--ablation "w/o SDS=runs/...ckpt"] \
         [--teachers data/shapes/teachers] [--clips 105] [--seeds 0 1] [--k 3] [--many 25] [--long-clips 21] \
-        [--reuse bench/out/shapes/results.csv]
+        [--reuse bench/out/shapes/results.csv ...] [--only "FDD student" ...]
 
 Rows: the per-frame edit teacher, the video teacher, plug-and-play (k and many steps), the student (k and many),
 each ablation, and the sliding-window long clips; every clip row from the edited first frame and, for plug-and-play
@@ -16,8 +16,10 @@ and grid_<task>.png (rows = those clips, columns = frames). Metric definitions: 
 
 --reuse takes a method's rows from an earlier results.csv instead of running it again, when that file holds the
 same method with the same weights and teachers folder for every (seed, clip, task) asked for: adding a row to the
-table then costs that row alone. The grids show only the methods run this time. Retrained teachers in the same
-folder are not detected: do not reuse across them.
+table then costs that row alone; several files may be given (runs made side by side). --only runs just the methods
+whose names contain one of its strings (the others come from --reuse, or are left out), so one set of rows can be
+computed beside another on a second core. The grids show only the methods run this time. Retrained teachers in the
+same folder are not detected: do not reuse across them.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from eve.config import load_config  # noqa: E402
+from eve.errors import EveError  # noqa: E402
+from eve.train.validation import best_checkpoint  # noqa: E402
 from eve.data.video import write_video  # noqa: E402
 from eve.models import EveModel  # noqa: E402
 from eve.tasks import TASKS  # noqa: E402
@@ -44,25 +48,50 @@ from eve.utils.tables import markdown  # noqa: E402
 from eve.worlds.shapes.evaluate import Evaluator, Method, best_guidance, summarise  # noqa: E402
 
 
+def scales(g: tuple[float, float]) -> str:
+    return f"guidance {g[0]:g}/{g[1]:g}"
+
+
 def methods(args, cfg) -> list[Method]:
+    """Every row, like for like: plug-and-play and the student each at guidance 1/1 (one network pass a step) and at
+    their best guidance from the validation sweep (up to three passes a step), NFE beside each."""
     k, n, f = args.k, args.many, cfg.fdd
-    ts, ims = args.pnp_guidance
+    one, best = (1.0, 1.0), tuple(args.pnp_guidance)
+
+    def pnp(steps: int, g, first: str = "edited") -> Method:
+        oracle = ", oracle f1" if first == "oracle" else ""
+        return Method(f"plug-and-play{oracle} ({steps} steps, {scales(g)})", "clip", steps, first=first,
+                      text_scale=g[0], image_scale=g[1])
+
     out = [Method("ground truth through the autoencoder", "codec", 0),
            Method(f"edit teacher, per frame ({n} steps)", "edit_teacher", n, text_scale=f.edit_guidance,
                   image_scale=f.edit_image_guidance),
-           Method(f"video teacher from f1 ({n} steps)", "video_teacher", n, text_scale=f.video_guidance),
-           Method(f"plug-and-play ({k} steps)", "clip", k, text_scale=ts, image_scale=ims),
-           Method(f"plug-and-play ({n} steps)", "clip", n, text_scale=ts, image_scale=ims),
-           Method(f"plug-and-play, oracle f1 ({k} steps)", "clip", k, first="oracle", text_scale=ts, image_scale=ims),
-           Method(f"plug-and-play, oracle f1 ({n} steps)", "clip", n, first="oracle", text_scale=ts, image_scale=ims)]
+           Method(f"video teacher from f1 ({n} steps)", "video_teacher", n, text_scale=f.video_guidance)]
+    out += [pnp(k, one), pnp(k, best), pnp(n, one), pnp(n, best), pnp(k, best, "oracle")]
     if args.student:
-        out += [Method(f"FDD student ({k} steps)", "clip", k, args.student),
-                Method(f"FDD student ({n} steps)", "clip", n, args.student),
-                Method(f"FDD student, oracle f1 ({k} steps)", "clip", k, args.student, first="oracle")]
+        sbest = tuple(args.student_guidance)
+
+        def student(steps: int, g, first: str = "edited") -> Method:
+            oracle = ", oracle f1" if first == "oracle" else ""
+            return Method(f"FDD student{oracle} ({steps} steps, {scales(g)})", "clip", steps, args.student,
+                          first=first, text_scale=g[0], image_scale=g[1])
+
+        out += [student(k, one)] + ([student(k, sbest)] if sbest != one else [])
+        out += [student(n, one), student(k, one, "oracle")]
     for spec in args.ablation:
         name, path = spec.split("=", 1)
-        out.append(Method(f"{name} ({k} steps)", "clip", k, path))
+        out.append(Method(f"{name} ({k} steps, {scales(one)})", "clip", k, path))
     return out
+
+
+def chosen(path: str | None) -> str | None:
+    """A checkpoint as given, or for a run folder (it holds metrics.jsonl) its best-validated checkpoint."""
+    if path is None or not (Path(path) / "metrics.jsonl").is_file():
+        return path
+    ckpt, row = best_checkpoint(path)
+    print(f"{path}: {ckpt.name}, the best val_combined ({row['val_combined']:.3f}) of its validated checkpoints",
+          file=sys.stderr)
+    return str(ckpt)
 
 
 def reused(prev: pd.DataFrame | None, m: Method, teachers: str, seed: int, items) -> list[dict] | None:
@@ -70,7 +99,7 @@ def reused(prev: pd.DataFrame | None, m: Method, teachers: str, seed: int, items
     if prev is None:
         return None
     hit = prev[(prev["method"] == m.name) & (prev["weights"] == (m.lora or "")) & (prev["teachers"] == teachers)
-               & (prev["seed"] == seed)]
+               & (prev["seed"] == seed)].drop_duplicates(["clip", "task"])  # a row scored in two files: once
     if sorted(zip(hit["clip"], hit["task"])) != sorted((it.clip, it.task) for it in items):
         return None
     return hit.to_dict("records")
@@ -88,28 +117,39 @@ def main(argv=None) -> int:
     ap.add_argument("--many", type=int, default=25)
     ap.add_argument("--pnp-guidance", type=float, nargs=2, default=None, metavar=("TEXT", "IMAGE"),
                     help="plug-and-play's guidance scales (default: the best of a sweep on validation clips)")
+    ap.add_argument("--student-guidance", type=float, nargs=2, default=None, metavar=("TEXT", "IMAGE"),
+                    help="the student's guidance scales beside 1/1 (default: the best of a sweep on validation clips)")
     ap.add_argument("--long-clips", type=int, default=21, help="clips edited at 24 frames through the windows (0: none)")
     ap.add_argument("--batch", type=int, default=100)
     ap.add_argument("--out", default=str(ROOT / "bench" / "out" / "shapes"))
-    ap.add_argument("--reuse", metavar="RESULTS_CSV", help="take methods already scored there instead of running them")
+    ap.add_argument("--reuse", metavar="RESULTS_CSV", nargs="+",
+                    help="take methods already scored there instead of running them")
+    ap.add_argument("--only", metavar="TEXT", nargs="+",
+                    help="run only the methods whose names contain one of these (the rest: --reuse or left out)")
     args = ap.parse_args(argv)
     prev = None
-    if args.reuse:
-        if not Path(args.reuse).is_file():
-            ap.error(f"--reuse: {args.reuse} is not a file")
+    for path in args.reuse or ():
+        if not Path(path).is_file():
+            ap.error(f"--reuse: {path} is not a file")
         try:
-            prev = pd.read_csv(args.reuse)
+            table = pd.read_csv(path)
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-            ap.error(f"--reuse: {args.reuse} is not a CSV file ({str(e).strip()})")
-        if not {"method", "weights", "teachers", "seed", "clip", "task"} <= set(prev.columns):
-            ap.error(f"--reuse: {args.reuse} is not a results.csv of this benchmark (it lacks the weights/teachers columns)")
-        prev[["weights", "teachers"]] = prev[["weights", "teachers"]].fillna("")
+            ap.error(f"--reuse: {path} is not a CSV file ({str(e).strip()})")
+        if not {"method", "weights", "teachers", "seed", "clip", "task"} <= set(table.columns):
+            ap.error(f"--reuse: {path} is not a results.csv of this benchmark (it lacks the weights/teachers columns)")
+        table[["weights", "teachers"]] = table[["weights", "teachers"]].fillna("")
+        prev = table if prev is None else pd.concat([prev, table], ignore_index=True)
     yaml = Path(args.teachers) / "eve.yaml"
     if not yaml.is_file():
         ap.error(f"--teachers: {yaml} does not exist (python -m eve.worlds.shapes train-teachers writes it)")
     for spec in ([args.student] if args.student else []) + [a.split("=", 1)[-1] for a in args.ablation]:
         if not Path(spec).exists():
             ap.error(f"checkpoint {spec} does not exist (train one: python train_fdd.py --config configs/shapes/fdd.yaml)")
+    try:  # a run folder stands for its checkpoint with the best validation score (never chosen on the test set)
+        args.student = chosen(args.student)
+        args.ablation = [f"{a.split('=', 1)[0]}={chosen(a.split('=', 1)[1])}" for a in args.ablation]
+    except EveError as e:
+        ap.error(str(e))
     if args.clips < 7 or not 1 <= args.k < args.many:
         ap.error(f"need --clips >= 7 and 1 <= --k < --many, got {args.clips}, {args.k}, {args.many}")
     out = Path(args.out)
@@ -121,9 +161,12 @@ def main(argv=None) -> int:
     e = cfg.edit
     ev = Evaluator(model, teacher_steps=e.teacher_steps, teacher_guidance=cfg.fdd.edit_guidance,
                    teacher_image_guidance=cfg.fdd.edit_image_guidance, spacing=e.timestep_spacing, batch=args.batch)
+    log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     if args.pnp_guidance is None:
-        args.pnp_guidance = best_guidance(ev, Method("plug-and-play", "clip", args.k, first="oracle"),
-                                          log=lambda m: print(m, file=sys.stderr, flush=True))
+        args.pnp_guidance = best_guidance(ev, Method("plug-and-play", "clip", args.k, first="oracle"), log=log)
+    if args.student and args.student_guidance is None:
+        args.student_guidance = best_guidance(ev, Method("FDD student", "clip", args.k, args.student, first="oracle"),
+                                              log=log)
     items = held_out_items(args.clips, all_tasks=args.all_tasks)
     first_of_task = {t: next(it.clip for it in items if it.task == t) for t in TASKS}
     ev.keep = {(c, t) for t, c in first_of_task.items()}
@@ -134,16 +177,18 @@ def main(argv=None) -> int:
         todo = [(m, items) for m in methods(args, cfg)]
         if args.long_clips:
             ts, ims = args.pnp_guidance
-            todo.append((Method(f"plug-and-play, 24-frame clip, windows ({args.k} steps)", "clip", args.k, frames=24,
-                                text_scale=ts, image_scale=ims), long_items))
+            todo.append((Method(f"plug-and-play, 24-frame clip, windows ({args.k} steps, {scales((ts, ims))})", "clip",
+                                args.k, frames=24, text_scale=ts, image_scale=ims), long_items))
             if args.student:
-                todo.append((Method(f"FDD student, 24-frame clip, windows ({args.k} steps)", "clip", args.k,
-                                    args.student, frames=24), long_items))
+                todo.append((Method(f"FDD student, 24-frame clip, windows ({args.k} steps, guidance 1/1)", "clip",
+                                    args.k, args.student, frames=24), long_items))
         for m, its in todo:
             earlier = reused(prev, m, teachers, seed, its)
             if earlier is not None:
                 rows += earlier
-                print(f"seed {seed}: {m.name} reused from {args.reuse}", file=sys.stderr)
+                print(f"seed {seed}: {m.name} reused", file=sys.stderr)
+                continue
+            if args.only and not any(text in m.name for text in args.only):
                 continue
             f1 = ev.first_frames(items, seed) if f1 is None else f1
             rows += [r | {"weights": m.lora or "", "teachers": teachers} for r in ev.run(m, its, f1[: len(its)], seed)]

@@ -139,6 +139,17 @@ class FddConfig:
     # Control run: each teacher's SDS gradient replaced by Gaussian noise of the same RMS (per teacher, per step,
     # over the generated frames), to tell whether SDS carries signal at all. Not in the paper; False: real SDS.
     sds_noise_control: bool = False
+    # The form of each teacher's score term (not in the paper, which uses SDS). "sds": g = c(t) (eps_teacher - eps),
+    # whose fixed point is the teachers' posterior mean: in the shapes world it blurs (bench/sds_probe.py). "dmd":
+    # distribution matching (DMD, Yin et al. 2024; VSD, Wang et al. 2023): g = c(t) (eps_teacher - eps_fake), where
+    # eps_fake comes from a fake score, the same teacher with a LoRA of its own (fake_rank) trained online to denoise
+    # the student's outputs (fake_updates steps of Adam at fake_lr per generator step, on that step's outputs with
+    # fresh t and eps); the difference is zero where the student's distribution is the teacher's. Every other SDS
+    # field (weighting, t ranges, guidance of the teacher; the fake runs unguided, as DMD's) applies to both.
+    score: Literal["sds", "dmd"] = "sds"
+    fake_rank: Optional[int] = None  # None: model.lora_rank
+    fake_lr: float = 1.0e-3  # DMD2 uses the generator's; a fake score that lags the student gives stale directions
+    fake_updates: int = 1  # fake-score steps per generator step (DMD2: 5, the two-time-scale rule)
     edit_guidance: float = 7.5  # edit-teacher text CFG in SDS and for its real samples (OQ-6)
     edit_image_guidance: float = 1.5  # edit-teacher image CFG
     video_guidance: float = 7.5  # video-teacher text CFG
@@ -206,6 +217,13 @@ class RunConfig:
     keep_last: int = 3  # checkpoints kept (older ones pruned)
     log_every: int = 1
     sample_every: int = 250  # sample grid (input | plug-and-play | student); 0: never
+    # Validation inside training: every eval_every steps (0: never) the student edits a fixed set of validation
+    # clips and `validation` scores them; the scores go to metrics.jsonl as val_* and into curves.png. `validation`
+    # is "module:attr" naming a callable (cfg, model) -> scorer, scorer(model) -> {metric: float}, which any world
+    # or dataset with a scorer can give (the shapes world: eve.worlds.shapes.validation:scorer). Checkpoints and
+    # settings are chosen on these scores, never on a test set (eve.train.validation.best_checkpoint).
+    eval_every: int = 0
+    validation: Optional[str] = None
     # "auto": the newest checkpoint in out_dir if it holds this same run (eve/train/identity.py); "never": start
     # fresh (refused where out_dir holds checkpoints); or a checkpoint folder: continue from it on purpose
     resume: str = "auto"

@@ -289,3 +289,100 @@ def test_new_fields_default_to_the_old_behaviour():
     assert (f.ema_decay, f.sds_noise_control, f.edit_sds_t_range, f.video_sds_t_range) == (0.0, False, None, None)
     assert (d.augment_colour, d.translate_fraction, d.cutout_fraction) == (True, 0.125, 0.25)
     assert f.gen_loss == "paper_clipped" and not f.disc_first_frame
+
+
+# ------------------------------------------------------------------ 8. distribution matching (fdd.score=dmd)
+
+LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
+
+
+@pytest.fixture
+def dmd_student(student):
+    from eve.models.lora import FAKE_EDIT, FAKE_VIDEO
+
+    for adapter in FAKE_EDIT, FAKE_VIDEO:
+        student.add_lora(4, None, LORA_TARGETS, adapter=adapter)
+    return student
+
+
+@pytest.mark.parametrize("teacher", [0, 1], ids=["edit", "video"])
+def test_an_untrained_fake_score_is_the_unguided_teacher(dmd_student, monkeypatch, teacher):
+    """A zero-initialised fake score predicts what its teacher predicts unguided, so with the same draws the DMD
+    signal is the guided SDS signal minus the unguided one; with guidance 1 it vanishes."""
+    weights = dict(alpha=1.0, beta=0.0) if teacher == 0 else dict(alpha=0.0, beta=1.0)
+    guided = dict(edit_guidance=3.0, edit_image_guidance=2.0, video_guidance=3.0)
+    one = dict(edit_guidance=1.0, edit_image_guidance=1.0, video_guidance=1.0)
+    _, _, sds_guided = x0_gradient(dmd_student, FddConfig(**guided, **weights), monkeypatch)
+    _, _, sds_one = x0_gradient(dmd_student, FddConfig(**one, **weights), monkeypatch)
+    grad, _, dmd = x0_gradient(dmd_student, FddConfig(score="dmd", **guided, **weights), monkeypatch)
+    n = len(dmd)
+    torch.testing.assert_close(dmd[n - 2 + teacher], sds_guided[teacher] - sds_one[n - 2 + teacher],
+                               atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(grad, dmd[n - 2 + teacher], atol=1e-6, rtol=1e-5)  # the gradient the student gets
+    assert float(dmd[n - 2 + teacher].abs().max()) > 1e-4
+    _, _, none = x0_gradient(dmd_student, FddConfig(score="dmd", **one, **weights), monkeypatch)
+    assert float(none[len(none) - 2 + teacher].abs().max()) < 1e-5
+
+
+def test_the_fake_turn_trains_only_the_fake_scores_and_lowers_their_loss(dmd_student):
+    from eve.models.lora import FAKE_EDIT, FAKE_VIDEO, lora_parameters
+    from eve.train.fdd import FakeScoreStep
+
+    m = dmd_student
+    fdd = FddConfig(score="dmd")
+    gen = torch.Generator()
+    b = tiny_batch(m)
+    x0 = torch.randn(1, 4, m.latent_channels, 16, 16, generator=torch.Generator().manual_seed(3))
+    known = FddGenerator(m, fdd, None, gen).known(b, torch.zeros_like(x0))
+    fake = [p for a in (FAKE_EDIT, FAKE_VIDEO) for p in lora_parameters(m.unet, a)]
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    opt = torch.optim.Adam(fake, lr=3e-2)
+    step, losses = FakeScoreStep(m, fdd, gen), []
+    for _ in range(25):
+        gen.manual_seed(0)  # the same (t, eps) every time: the losses compare
+        res = step(x0, b, known)
+        opt.zero_grad()
+        res["loss"].backward()
+        opt.step()
+        losses.append(float(res["loss"].detach()))
+        assert {"fake_edit", "fake_video"} <= res["logs"].keys()
+    assert losses[-1] < 0.85 * losses[0] and losses[-1] == min(losses), losses
+    changed = {k for k, v in m.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed and all(FAKE_EDIT in k or FAKE_VIDEO in k for k in changed), sorted(changed)[:5]
+
+
+def test_fake_scores_are_off_in_every_other_role(dmd_student):
+    from eve.models.composed import ROLE_SWITCHES, Cond, Role, fake_switches
+    from eve.models.lora import FAKE_EDIT, FAKE_VIDEO, lora_parameters
+
+    m = dmd_student
+    b = tiny_batch(m)
+    x = torch.randn(1, 4, m.latent_channels, 16, 16, generator=torch.Generator().manual_seed(1))
+    t = torch.tensor([500])
+    cond = Cond(b.caption, b.instruction, b.frames, b.task)
+    calls = {role: (lambda role=role: m(x, t, cond, role)) for role in ROLE_SWITCHES if role != Role.LORA_TEACHER}
+    calls["fake edit"] = lambda: m(x, t, cond, Role.EDIT_TEACHER, fake_switches(Role.EDIT_TEACHER, FAKE_EDIT))
+    calls["fake video"] = lambda: m(x, t, cond, Role.VIDEO_TEACHER, fake_switches(Role.VIDEO_TEACHER, FAKE_VIDEO))
+    with torch.no_grad():
+        before = {k: f() for k, f in calls.items()}
+        for a in FAKE_EDIT, FAKE_VIDEO:
+            for p in lora_parameters(m.unet, a):
+                p.add_(torch.randn_like(p) * 0.5)
+        after = {k: f() for k, f in calls.items()}
+    for k in calls:
+        same = torch.equal(before[k], after[k])
+        assert same != k.startswith("fake"), f"{k}: {'unchanged' if same else 'changed'} by the fake LoRAs"
+
+
+@pytest.mark.parametrize("override,message", [
+    ("fdd.fake_updates=0", "fdd.score=dmd needs fdd.fake_updates >= 1"),
+    ("fdd.fake_lr=0", "fdd.score=dmd needs fdd.fake_updates >= 1, fdd.fake_lr > 0"),
+    ("run.eval_every=5", "run.eval_every=5 asks for validation, but run.validation names no scorer"),
+    ("run.validation=nope", "run.validation='nope' must look like module:attr"),
+    ("run.validation=eve.nothing_here:scorer", "run.validation='eve.nothing_here:scorer' cannot be loaded"),
+])
+def test_bad_dmd_and_validation_values_are_one_line_errors(override, message):
+    cfg = load_config(None, base_overrides() + ["fdd.score=dmd", override])
+    with pytest.raises(EveError) as e:
+        validate(cfg)
+    assert message in str(e.value) and "\n" not in str(e.value)

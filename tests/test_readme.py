@@ -33,6 +33,7 @@ RULES = [
     ("python -m eve.data.synthetic", RUN, ""),
     ("python -m eve.data --config", RUN, ""),
     ("python train_fdd.py --config configs/tiny.yaml", RUN, ""),
+    ("python -m eve.export runs/shapes-", NEEDS, "checkpoint not found"),  # the shapes FDD runs are skipped
     ("python -m eve.export", RUN, ""),
     ("python bench/task_prediction.py", RUN, ""),
     ("python train_fdd.py --config configs/fdd/paper.yaml", NEEDS, "model.pretrained=stable-diffusion-v1-5"),
@@ -44,8 +45,10 @@ RULES = [
     ("python bench/gates.py", SKIP, "evaluates 70 clips x 8 methods and trains a probe: about 15 minutes"),
     ("python bench/disc_probe.py", SKIP, "samples and trains a probe: minutes"),
     ("python bench/critic_ceiling.py", SKIP, "trains four probes for 60 epochs: about 26 minutes"),
-    ("python train_fdd.py --config configs/shapes/fdd.yaml", SKIP, "the shapes FDD run: about 45 minutes"),
-    ("python bench/shapes.py --student runs/shapes-fdd", NEEDS, "does not exist"),  # the FDD run above was skipped
+    ("python bench/sds_probe.py", SKIP, "six objectives x 120 steps on free latents: about 40 minutes"),
+    ("python train_fdd.py --config configs/shapes/fdd.yaml", SKIP, "a shapes FDD run: about 45 minutes"),
+    ("python bench/shapes.py --student runs/shapes-", NEEDS, "does not exist"),  # the FDD runs above were skipped
+    ("python bench/shapes.py", SKIP, "the results table's baselines: 105 held-out clips x 11 methods, 30 minutes"),
     ("python -m eve.train.dreambooth --config configs/tiny.yaml", RUN, ""),
     ("python -m eve.data.triplets --captions data/shapes", RUN, ""),
     ("python -m eve.data.triplets --captions my_captions.txt", NEEDS, "captions file not found: my_captions.txt"),

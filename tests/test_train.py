@@ -113,9 +113,10 @@ def test_edit_with_the_trained_checkpoint_alone(tiny_dir, toy, shared_cache, tmp
 
 
 def test_killed_and_resumed_run_matches_an_uninterrupted_one(tiny_dir, toy, shared_cache, tmp_path):
-    # With an EMA of the LoRA: the resumed run must restore the raw weights, the average and the optimizer, a
-    # superset of what a run without EMA restores (one run pair instead of two keeps the suite inside its budget).
-    extra = ("run.steps=6", "run.save_every=2", "fdd.sds_only_steps=3", "fdd.ema_decay=0.5")
+    # With an EMA of the LoRA and distribution matching: the resumed run must restore the raw weights, the average,
+    # the fake scores and every optimizer, a superset of what a run without them restores (one run pair instead of
+    # several keeps the suite inside its budget).
+    extra = ("run.steps=6", "run.save_every=2", "fdd.sds_only_steps=3", "fdd.ema_decay=0.5", "fdd.score=dmd")
     full = train(cfg_for(tiny_dir, toy, tmp_path / "full", shared_cache, *extra))
 
     out = tmp_path / "killed"
@@ -140,12 +141,54 @@ def test_killed_and_resumed_run_matches_an_uninterrupted_one(tiny_dir, toy, shar
     for k in da:
         torch.testing.assert_close(da[k], db[k], atol=1e-5, rtol=1e-4)
     sa, sb = load_file(str(full / "train_state.safetensors")), load_file(str(resumed / "train_state.safetensors"))
-    trained = [k for k in sa if k.startswith("student/")]
-    assert trained, "with an EMA the trained LoRA is kept beside the exported average"
+    trained = [k for k in sa if k.startswith(("student/", "fake_edit/", "fake_video/", "opt_f/"))]
+    for prefix in ("student/", "fake_edit/", "fake_video/", "opt_f/"):
+        assert any(k.startswith(prefix) for k in trained), f"{prefix}* is kept for resuming"
     for k in trained:
         torch.testing.assert_close(sa[k], sb[k], atol=1e-5, rtol=1e-4)
     steps = [r["step"] for r in metrics(out)]
     assert steps == sorted(set(steps)) == list(range(1, 7)), "metrics.jsonl has each step once after the resume"
+
+
+def scorer(cfg, model):
+    """A validation scorer for the tests (run.validation=test_train:scorer): the size of the student LoRA's B, 0
+    before training and growing with it, so the scores say which weights were scored."""
+    return lambda m: {"combined": float(sum(p.detach().abs().sum() for n, p in m.unet.named_parameters()
+                                            if "lora_B.student." in n))}
+
+
+def test_validation_inside_training_logs_scores_and_chooses_a_checkpoint(tiny_dir, toy, shared_cache, tmp_path):
+    from PIL import Image
+
+    from eve.train.validation import best_checkpoint
+
+    out = tmp_path / "run"
+    train(cfg_for(tiny_dir, toy, out, shared_cache, "run.eval_every=2", "run.validation=test_train:scorer",
+                  "run.steps=6", "fdd.sds_only_steps=3", "fdd.disc_warmup_steps=1"))
+    rows = metrics(out)
+    val = [r for r in rows if "val_combined" in r]
+    assert [r["step"] for r in val] == [0, 2, 4, 6], "before training and every eval_every steps"
+    assert val[0]["val_combined"] == 0 and all(r["val_combined"] > 0 for r in val[1:]), "the student is scored"
+    assert {"logit_edit_real", "logit_edit_fake"} <= rows[-1].keys()
+    assert Image.open(out / "curves.png").size[0] > 500
+    ckpt, row = best_checkpoint(out)
+    best = max(val[1:], key=lambda r: r["val_combined"])
+    assert ckpt == out / f"ckpt-{best['step']:06d}" and row["val_combined"] == best["val_combined"]
+
+    # the run folder stands for that checkpoint: exported as a portable fp16 LoRA folder (what data/shapes/student is)
+    from eve.editing.cli import load_edit_config
+    from eve.export import export
+    from eve.models.lora import read_lora
+
+    kept = tmp_path / "elsewhere" / "student"
+    export(str(out), str(kept), fp16=True)
+    assert json.loads((kept / "chosen.json").read_text())["checkpoint"] == str(ckpt)
+    ours, theirs = read_lora(kept / EVE_LORA_NAME)[0], read_lora(ckpt / EVE_LORA_NAME)[0]
+    assert ours.keys() == theirs.keys() and all(ours[k].dtype == torch.float16 for k in ours)
+    assert all(torch.equal(ours[k], theirs[k].half()) for k in ours)
+    assert read_lora(kept / "pytorch_lora_weights.safetensors")[0].keys() == ours.keys()
+    moved = load_edit_config(None, str(kept), [])
+    assert moved.model.pretrained == str(tiny_dir / "sd"), "the config's weight paths resolve from the new folder"
 
 
 def test_a_run_folder_only_resumes_the_same_run(tiny_dir, toy, shared_cache, tmp_path):

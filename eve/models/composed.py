@@ -50,6 +50,7 @@ class Switches:
     lora: bool  # student LoRA θ_align
     known: bool  # already-edited frames condition the clip
     user: bool = False  # the user's LoRA θ_LoRA, when one is attached (LoRA alignment)
+    fake: str | None = None  # a fake-score LoRA on top (distribution matching: `fake_switches`), by adapter name
 
 
 ROLE_SWITCHES = {
@@ -59,6 +60,12 @@ ROLE_SWITCHES = {
     Role.STUDENT: Switches(edit=True, motion=True, lora=True, known=True, user=True),
     Role.LORA_TEACHER: Switches(edit=False, motion=False, lora=False, known=False, user=True),
 }
+
+
+def fake_switches(role: Role, adapter: str) -> Switches:
+    """A teacher's configuration with a fake-score LoRA on top: what that teacher would predict had it been trained
+    on the student's outputs (distribution matching, DMD / VSD)."""
+    return replace(ROLE_SWITCHES[Role(role)], fake=adapter)
 
 
 @dataclass
@@ -194,8 +201,12 @@ class EveModel(nn.Module):
             model.attach_user_lora(cfg.lora)
         return model
 
-    def add_lora(self, rank: int, alpha: float | None, targets: list[str]) -> None:
-        add_lora(self.unet, rank, alpha, targets)
+    def add_lora(self, rank: int, alpha: float | None, targets: list[str], adapter: str | None = None) -> None:
+        """A zero-initialised trainable LoRA: the student's θ_align, or (adapter=FAKE_*) a fake score."""
+        if adapter is None:
+            add_lora(self.unet, rank, alpha, targets)
+        else:
+            add_lora(self.unet, rank, alpha, targets, adapter=adapter)
         self._active = None
 
     def attach_user_lora(self, path) -> dict:
@@ -359,10 +370,12 @@ class EveModel(nn.Module):
 
     def _switch_adapters(self, sw: Switches) -> None:
         """Switch on exactly the LoRA adapters the role uses (student θ_align, user θ_LoRA), if attached."""
-        from eve.models.lora import ADAPTER, USER
+        from eve.models.lora import ADAPTER, FAKE_EDIT, FAKE_VIDEO, USER
 
-        attached = [a for a in (ADAPTER, USER) if has_lora(self.unet, a)]
-        active = tuple(a for a, on in ((ADAPTER, sw.lora), (USER, sw.user)) if on and a in attached)
+        attached = [a for a in (ADAPTER, USER, FAKE_EDIT, FAKE_VIDEO) if has_lora(self.unet, a)]
+        wanted = ((ADAPTER, sw.lora), (USER, sw.user), (FAKE_EDIT, sw.fake == FAKE_EDIT),
+                  (FAKE_VIDEO, sw.fake == FAKE_VIDEO))
+        active = tuple(a for a, on in wanted if on and a in attached)
         if not attached or self._active == active:
             return
         # peft's switches also flip requires_grad on the LoRA weights; a teacher call between the student's forward

@@ -31,13 +31,18 @@ logger = logging.getLogger(__name__)
 
 ADAPTER = "student"  # θ_align, the LoRA FDD trains
 USER = "user"  # θ_LoRA, a user's frozen style or subject LoRA that LoRA alignment (paper §4.4) aligns with θ_edit
+# the fake scores of distribution matching (fdd.score=dmd): one LoRA per teacher, trained online to denoise the
+# student's outputs as that teacher's configuration sees them (eve/train/fdd.py); never saved with the student
+FAKE_EDIT, FAKE_VIDEO = "fake_edit", "fake_video"
+TRAINED = (ADAPTER, FAKE_EDIT, FAKE_VIDEO)  # adapters that train; any other (the user's) stays frozen
 MOTION_EXCLUDE = r".*motion_modules.*"  # never adapt the temporal layers (paper: LoRA over the T2I backbone)
 EVE_LORA_NAME = "student_lora.safetensors"
 DIFFUSERS_LORA_NAME = "pytorch_lora_weights.safetensors"
 
 
-def add_lora(unet: nn.Module, rank: int, alpha: float | None, targets: list[str]) -> None:
-    """Attach a zero-initialised LoRA to the spatial layers named in `targets` (module-name suffixes)."""
+def add_lora(unet: nn.Module, rank: int, alpha: float | None, targets: list[str], adapter: str = ADAPTER) -> None:
+    """Attach a zero-initialised LoRA to the spatial layers named in `targets` (module-name suffixes); only the
+    trained adapters (TRAINED) keep requires_grad."""
     from peft import LoraConfig
 
     config = LoraConfig(
@@ -48,8 +53,8 @@ def add_lora(unet: nn.Module, rank: int, alpha: float | None, targets: list[str]
         init_lora_weights=True,  # B = 0: student == plug-and-play at step 0
     )
     with expected_peft_warnings():
-        unet.add_adapter(config, adapter_name=ADAPTER)
-    trainable = {id(p) for p in lora_parameters(unet)}
+        unet.add_adapter(config, adapter_name=adapter)
+    trainable = {id(p) for a in TRAINED for p in lora_parameters(unet, a)}
     for p in unet.parameters():
         p.requires_grad_(id(p) in trainable)
 

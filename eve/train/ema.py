@@ -52,26 +52,26 @@ class Ema:
                     p.copy_(t)
 
 
-def named_lora(unet: nn.Module) -> dict[str, nn.Parameter]:
-    """The LoRA parameters by their peft state-dict key (the keys of student_lora.safetensors: the parameter name
-    without the adapter name), in the order of eve.models.lora.lora_parameters."""
-    mine = f".{ADAPTER}."
+def named_lora(unet: nn.Module, adapter: str = ADAPTER) -> dict[str, nn.Parameter]:
+    """One adapter's LoRA parameters by their peft state-dict key (the keys of student_lora.safetensors: the
+    parameter name without the adapter name), in the order of eve.models.lora.lora_parameters."""
+    mine = f".{adapter}."
     return {n.replace(mine, "."): p for n, p in unet.named_parameters() if "lora_" in n and mine in n}
 
 
-def trained_state(unet: nn.Module, prefix: str) -> dict[str, Tensor]:
-    """The LoRA's trained values keyed "<prefix>/<peft key>", for train_state.safetensors when the LoRA file holds
-    the average: training resumes from these."""
-    return {f"{prefix}/{n}": p.detach().cpu().contiguous() for n, p in named_lora(unet).items()}
+def trained_state(unet: nn.Module, prefix: str, adapter: str = ADAPTER) -> dict[str, Tensor]:
+    """An adapter's trained values keyed "<prefix>/<peft key>", for train_state.safetensors (the student's when the
+    LoRA file holds the average; the fake scores' always): training resumes from these."""
+    return {f"{prefix}/{n}": p.detach().cpu().contiguous() for n, p in named_lora(unet, adapter).items()}
 
 
 @torch.no_grad()
-def load_trained_state(unet: nn.Module, tensors: dict[str, Tensor], prefix: str) -> bool:
+def load_trained_state(unet: nn.Module, tensors: dict[str, Tensor], prefix: str, adapter: str = ADAPTER) -> bool:
     """Copy "<prefix>/<name>" tensors into the LoRA in place; False when the checkpoint holds none (no EMA then)."""
     found = {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + "/")}
     if not found:
         return False
-    params = named_lora(unet)
+    params = named_lora(unet, adapter)
     if set(found) != set(params):
         raise EveError(f"the checkpoint's {prefix}/* tensors do not match the attached LoRA (rank or targets differ)")
     for n, p in params.items():

@@ -32,9 +32,10 @@ from torch import Tensor, nn
 from eve.diffusion.sampling import sample
 from eve.diffusion.timesteps import evenly_spaced_timesteps, kbin_timesteps
 from eve.losses import hinge_d_loss, hinge_g_loss, r1_penalty, rms_matched_noise, sds_loss, sds_surrogate, sds_weight
-from eve.models.composed import Cond, EveModel, Role
+from eve.models.composed import Cond, EveModel, Role, fake_switches
 from eve.models.discriminator import EditDiscriminator, VideoDiscriminator
 from eve.models.known import Known, first_frame
+from eve.models.lora import FAKE_EDIT, FAKE_VIDEO
 from eve.train.augment import Augment
 
 
@@ -149,74 +150,107 @@ class FddGenerator(nn.Module):
         self.augment = augment  # used when fdd.augment
 
     def forward(self, b: Batch, adversarial: bool) -> dict:
+        x0, known, ts = self.generate(b)
+        out = self.terms(x0, b, known, adversarial)
+        out["logs"] = {"t_student": ts.tolist()} | out["logs"]
+        return out | {"known": known}
+
+    def generate(self, b: Batch) -> tuple[Tensor, Known | None, Tensor]:
+        """Step 1, the student: k steps from noise with gradients through all of them (paper §3.2, K-bin §3.3).
+        Returns (x0 [B, F, C, h, w], the known first frame or None, the student's timesteps)."""
         m, f = self.model, self.fdd
-        dev = b.frames.device
         B, F = b.frames.shape[:2]
-        T = m.schedule.num_train_timesteps
-        shape = (B, F, m.latent_channels, *b.latent_size(m))
-
-        # 1. Student: k steps from noise with gradients through all of them (paper §3.2, K-bin §3.3).
-        noise = torch.randn(shape, generator=self.gen).to(dev)
-        mask = torch.zeros(F, dtype=torch.bool)
-        mask[0] = self.known_first  # frame 0 is f1, given to the video adapter
-        known = Known(first_frame(b.f1, F, noise).latents, mask, noise) if self.known_first else None
+        noise = torch.randn((B, F, m.latent_channels, *b.latent_size(m)), generator=self.gen).to(b.frames.device)
+        known = self.known(b, noise)
         cond = Cond(b.caption, b.instruction, b.frames, b.task, known)
-        ts = student_timesteps(f.k, T, f.timesteps, f.pin_first, self.gen)
-        x0 = student_generate(m, cond, noise, ts, f.grad_checkpointing)
+        ts = student_timesteps(f.k, m.schedule.num_train_timesteps, f.timesteps, f.pin_first, self.gen)
+        return student_generate(m, cond, noise, ts, f.grad_checkpointing), known, ts
 
-        logs: dict[str, float] = {"t_student": ts.tolist()}
+    def known(self, b: Batch, noise: Tensor) -> Known | None:
+        """Frame 0 is f1, given to the video adapter (video mode); nothing is known in LoRA alignment."""
+        if not self.known_first:
+            return None
+        F = noise.shape[1]
+        mask = torch.zeros(F, dtype=torch.bool)
+        mask[0] = True
+        return Known(first_frame(b.f1, F, noise).latents, mask, noise)
+
+    def terms(self, x0: Tensor, b: Batch, known: Known | None, adversarial: bool) -> dict:
+        """Steps 2-4 on any x0 with a graph (the student's, or free latents: bench/sds_probe.py): the teachers' score
+        terms and, with `adversarial`, the hinge generator terms. Returns {"loss", "fake", "logs"}."""
+        f = self.fdd
+        F = x0.shape[1]
+        logs: dict[str, float] = {}
         loss = x0.new_zeros(())
-        free = (~mask).to(dev, x0.dtype).view(1, F, 1, 1, 1)  # frames the student actually generates
-
-        # 2. SDS from both teachers, one shared (t, eps) (paper §3.2; separate t only with per-teacher ranges).
+        free = torch.ones(F, device=x0.device, dtype=x0.dtype) if known is None else (~known.mask).to(x0)
+        free = free.view(1, F, 1, 1, 1)  # frames the student actually generates
         if f.use_sds:
-            t_e, t_v = sds_timesteps(B, T, f, self.gen)
-            split = t_v is not t_e
-            t_e = t_e.to(dev)
-            t_v = t_v.to(dev) if split else t_e
-            eps = torch.randn(shape, generator=self.gen).to(dev)
-            xt_e = m.schedule.add_noise(x0.detach(), eps, t_e)
-            xt_v = m.schedule.add_noise(x0.detach(), eps, t_v) if split else xt_e
-            with torch.no_grad():
-                x0_e = m.guided_x0(xt_e, t_e, Cond(b.caption, b.instruction, b.frames, b.task), Role.EDIT_TEACHER,
-                                   text_scale=f.edit_guidance, image_scale=f.edit_image_guidance)
-                # the known frame noised with the same eps
-                known_t = Known(known.latents, mask, eps) if self.known_first else None
-                x0_v = m.guided_x0(xt_v, t_v, Cond(b.caption, known=known_t), self.second,
-                                   text_scale=self.second_guidance)
-                eps_e = m.schedule.eps_from_x0(xt_e, x0_e, t_e)
-                eps_v = m.schedule.eps_from_x0(xt_v, x0_v, t_v)
-            sds_e, g_e = sds_loss(x0, eps_e, eps, sds_weight(*m.schedule.coefficients(t_e, x0), f.sds_weighting), free)
-            sds_v, g_v = sds_loss(x0, eps_v, eps, sds_weight(*m.schedule.coefficients(t_v, x0), f.sds_weighting), free)
-            logs |= {"gnorm_sds_edit": rms(g_e), f"gnorm_sds_{self.name}": rms(g_v),
-                     "t_sds": t_e.float().mean().item()}
-            if split:
-                logs |= {"t_sds": torch.cat([t_e, t_v]).float().mean().item(),
-                         "t_sds_edit": t_e.float().mean().item(), f"t_sds_{self.name}": t_v.float().mean().item()}
-            if f.sds_noise_control:  # the control: same RMS, no direction (per teacher, this step)
-                sds_e = sds_surrogate(x0, rms_matched_noise(g_e, free, self.gen))
-                sds_v = sds_surrogate(x0, rms_matched_noise(g_v, free, self.gen))
+            sds_e, sds_v, score_logs = self.score_terms(x0, b, known, free)
             loss = loss + f.alpha * f.lam * sds_e + f.beta * f.lam * sds_v
-            logs |= {"sds_edit": float(sds_e.detach()), f"sds_{self.name}": float(sds_v.detach())}
-
-        # 3. Adversarial generator terms on decoded frames (paper §3.2, after the SDS-only phase).
+            logs |= score_logs
         fake = None
         if adversarial:
-            d_e, d_v = self._discs
-            fake = m.decode_video(x0)  # [B, F, 3, H, W], with grad
-            idx = self.disc_frames(F)
-            out, src = edit_pairs(fake, b.frames, idx)
-            video = fake
-            if f.augment:
-                out, src = augment_pairs(out, src, self.gen, self.augment)
-                video = self.augment(fake, self.gen)
-            logit_e = d_e(out, src, b.instruction_pooled.repeat_interleave(len(idx), 0))
-            logit_v = d_v(video, b.caption_pooled)
-            g_edit, g_video = hinge_g_loss(logit_e, f.gen_loss), hinge_g_loss(logit_v, f.gen_loss)
+            g_edit, g_video, fake = self.adversarial_terms(x0, b)
             loss = loss + f.adv_weight * (f.alpha * g_edit + f.beta * g_video)
             logs |= {"g_edit": float(g_edit.detach()), f"g_{self.name}": float(g_video.detach())}
         logs["loss_g"] = float(loss.detach())
         return {"loss": loss, "x0": x0.detach(), "fake": None if fake is None else fake.detach(), "logs": logs}
+
+    def score_terms(self, x0: Tensor, b: Batch, known: Known | None, free: Tensor) -> tuple[Tensor, Tensor, dict]:
+        """Step 2: each teacher's score term, one shared (t, eps) (paper §3.2; separate t only with per-teacher
+        ranges). fdd.score=sds: g = c(t)(eps_teacher - eps); dmd: g = c(t)(eps_teacher - eps_fake)."""
+        m, f = self.model, self.fdd
+        B, dev = x0.shape[0], x0.device
+        T = m.schedule.num_train_timesteps
+        t_e, t_v = sds_timesteps(B, T, f, self.gen)
+        split = t_v is not t_e
+        t_e = t_e.to(dev)
+        t_v = t_v.to(dev) if split else t_e
+        eps = torch.randn(x0.shape, generator=self.gen).to(dev)
+        xt_e = m.schedule.add_noise(x0.detach(), eps, t_e)
+        xt_v = m.schedule.add_noise(x0.detach(), eps, t_v) if split else xt_e
+        cond_e = Cond(b.caption, b.instruction, b.frames, b.task)
+        cond_v = Cond(b.caption, known=None if known is None else Known(known.latents, known.mask, eps))
+        with torch.no_grad():
+            x0_e = m.guided_x0(xt_e, t_e, cond_e, Role.EDIT_TEACHER, text_scale=f.edit_guidance,
+                               image_scale=f.edit_image_guidance)
+            x0_v = m.guided_x0(xt_v, t_v, cond_v, self.second, text_scale=self.second_guidance)
+            eps_e = m.schedule.eps_from_x0(xt_e, x0_e, t_e)
+            eps_v = m.schedule.eps_from_x0(xt_v, x0_v, t_v)
+            base_e = base_v = eps  # SDS: the noise drawn
+            if f.score == "dmd":  # distribution matching: the fake scores' noise in its place
+                base_e = m.schedule.eps_from_x0(
+                    xt_e, m.predict_x0(xt_e, t_e, cond_e, Role.EDIT_TEACHER, fake_switches(Role.EDIT_TEACHER,
+                                                                                           FAKE_EDIT)), t_e)
+                base_v = m.schedule.eps_from_x0(
+                    xt_v, m.predict_x0(xt_v, t_v, cond_v, self.second, fake_switches(self.second, FAKE_VIDEO)), t_v)
+        sds_e, g_e = sds_loss(x0, eps_e, base_e, sds_weight(*m.schedule.coefficients(t_e, x0), f.sds_weighting), free)
+        sds_v, g_v = sds_loss(x0, eps_v, base_v, sds_weight(*m.schedule.coefficients(t_v, x0), f.sds_weighting), free)
+        logs = {"gnorm_sds_edit": rms(g_e), f"gnorm_sds_{self.name}": rms(g_v), "t_sds": t_e.float().mean().item()}
+        if split:
+            logs |= {"t_sds": torch.cat([t_e, t_v]).float().mean().item(),
+                     "t_sds_edit": t_e.float().mean().item(), f"t_sds_{self.name}": t_v.float().mean().item()}
+        if f.sds_noise_control:  # the control: same RMS, no direction (per teacher, this step)
+            sds_e = sds_surrogate(x0, rms_matched_noise(g_e, free, self.gen))
+            sds_v = sds_surrogate(x0, rms_matched_noise(g_v, free, self.gen))
+        logs |= {"sds_edit": float(sds_e.detach()), f"sds_{self.name}": float(sds_v.detach())}
+        return sds_e, sds_v, logs
+
+    def adversarial_terms(self, x0: Tensor, b: Batch) -> tuple[Tensor, Tensor, Tensor]:
+        """Step 3: hinge generator terms on decoded frames (paper §3.2, after the SDS-only phase). Returns (edit
+        term, second term, the decoded frames)."""
+        f = self.fdd
+        d_e, d_v = self._discs
+        fake = self.model.decode_video(x0)  # [B, F, 3, H, W], with grad
+        idx = self.disc_frames(x0.shape[1])
+        out, src = edit_pairs(fake, b.frames, idx)
+        video = fake
+        if f.augment:
+            out, src = augment_pairs(out, src, self.gen, self.augment)
+            video = self.augment(fake, self.gen)
+        logit_e = d_e(out, src, b.instruction_pooled.repeat_interleave(len(idx), 0))
+        logit_v = d_v(video, b.caption_pooled)
+        return hinge_g_loss(logit_e, f.gen_loss), hinge_g_loss(logit_v, f.gen_loss), fake
 
     def disc_frames(self, F: int) -> list[int]:
         """Frames of each clip fed to D_e in both turns (OQ-21; fdd.disc_frames, fdd.disc_first_frame; frame 0 is
@@ -278,3 +312,38 @@ class FddDiscriminator(nn.Module):
         with torch.no_grad():
             feats = self.edit.features(images)
         return [(t.detach().requires_grad_(True), c.detach()) for t, c in feats]
+
+
+class FakeScoreStep(nn.Module):
+    """The fake scores' turn (fdd.score=dmd; DMD, Yin et al. 2024): each fake LoRA learns to denoise the student's
+    outputs (detached) as its teacher's configuration sees them, with the backbone's own loss in its own
+    parametrisation, at t drawn as the score terms draw theirs. Unguided, as DMD's fake score. Frames the student
+    does not generate (the known f1) are left out of the loss."""
+
+    def __init__(self, model: EveModel, fdd, generator: torch.Generator):
+        super().__init__()
+        self.model = model
+        self.fdd = fdd
+        self.second, self.name, _ = second_teacher(fdd)
+        self.gen = generator
+
+    def forward(self, x0: Tensor, b: Batch, known: Known | None) -> dict:
+        m, f = self.model, self.fdd
+        B, F = x0.shape[:2]
+        x0 = x0.detach()
+        t_e, t_v = (t.to(x0.device) for t in sds_timesteps(B, m.schedule.num_train_timesteps, f, self.gen))
+        eps = torch.randn(x0.shape, generator=self.gen).to(x0.device)
+        free = torch.ones(F, device=x0.device) if known is None else (~known.mask).to(x0)
+        free = free.view(1, F, 1, 1, 1).expand_as(x0)
+        cond_e = Cond(b.caption, b.instruction, b.frames, b.task)
+        cond_v = Cond(b.caption, known=None if known is None else Known(known.latents, known.mask, eps))
+        losses = []
+        for t, cond, role, adapter in ((t_e, cond_e, Role.EDIT_TEACHER, FAKE_EDIT),
+                                       (t_v, cond_v, self.second, FAKE_VIDEO)):
+            xt = m.schedule.add_noise(x0, eps, t)
+            out = m(xt, t, cond, role, fake_switches(role, adapter))
+            err = (out - m.schedule.output_from(x0, eps, t)).pow(2) * free
+            losses.append(err.sum() / free.sum())
+        loss = f.alpha * losses[0] + f.beta * losses[1]
+        return {"loss": loss, "logs": {"fake_edit": float(losses[0].detach()),
+                                       f"fake_{self.name}": float(losses[1].detach())}}

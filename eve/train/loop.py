@@ -28,15 +28,18 @@ from eve.errors import EveError
 from eve.models.composed import EveModel
 from eve.models.discriminator import DinoFeatures, EditDiscriminator, VideoDiscriminator, trainable_state_dict
 from eve.models.loading import check_weight_refs, load_timm
-from eve.models.lora import EVE_LORA_NAME, export_diffusers_lora, load_lora_into, lora_parameters, save_lora
+from eve.models.lora import FAKE_EDIT, FAKE_VIDEO, EVE_LORA_NAME, export_diffusers_lora, load_lora_into
+from eve.models.lora import lora_parameters, save_lora
 from eve.train import checkpoint
 from eve.train.augment import Augment
 from eve.train.ema import Ema, load_trained_state, trained_state
-from eve.train.fdd import Batch, FddDiscriminator, FddGenerator
+from eve.train.curves import plot_curves
+from eve.train.fdd import Batch, FakeScoreStep, FddDiscriminator, FddGenerator
 from eve.train.identity import RunIdentity, check_same_run
 from eve.train.real_samples import RealSampleCache, cache_dir, compute_and_store, compute_samples, datapoint_key
 from eve.train.real_samples import teacher_fingerprint
 from eve.train.samples import save_sample_grid
+from eve.train.validation import load_scorer, resolve
 from eve.utils.files import check_writable
 
 logger = logging.getLogger(__name__)
@@ -108,6 +111,16 @@ def validate(cfg) -> None:
             raise EveError(f"optim.{name} must be two numbers in [0, 1), got {list(betas)}")
     if not (o.weight_decay >= 0 and o.grad_clip >= 0):  # NaN too
         raise EveError(f"optim.weight_decay and optim.grad_clip must be >= 0, got {o.weight_decay}, {o.grad_clip}")
+    if f.score == "dmd" and not (f.fake_updates >= 1 and f.fake_lr > 0 and (f.fake_rank is None or f.fake_rank >= 1)):
+        raise EveError(f"fdd.score=dmd needs fdd.fake_updates >= 1, fdd.fake_lr > 0 and fdd.fake_rank null or >= 1, "
+                       f"got {f.fake_updates}, {f.fake_lr}, {f.fake_rank}")
+    if r.eval_every < 0:
+        raise EveError(f"run.eval_every must be >= 0 (0: no validation), got {r.eval_every}")
+    if r.eval_every and not r.validation:
+        raise EveError(f"run.eval_every={r.eval_every} asks for validation, but run.validation names no scorer "
+                       "(module:attr; the shapes world's: eve.worlds.shapes.validation:scorer)")
+    if r.validation:
+        resolve(r.validation)  # imports it: a wrong name fails here, before any weight loads
     check_writable(Path(r.out_dir), "run.out_dir")
 
     if r.batch_size % r.micro_batch:
@@ -163,6 +176,8 @@ class Parts:
     gen: torch.Generator
     generator_step: FddGenerator
     critic_step: FddDiscriminator | None
+    fake: list  # the fake scores' LoRA weights (fdd.score=dmd), else empty
+    fake_step: FakeScoreStep | None
 
 
 def build_parts(cfg, device, seed: int = 0) -> Parts:
@@ -175,6 +190,13 @@ def build_parts(cfg, device, seed: int = 0) -> Parts:
     for p in lora:
         p.data = p.data.float()  # trainable parameters in fp32 whatever the frozen dtype
     logger.info("trainable LoRA parameters: %d", sum(p.numel() for p in lora))
+    fake = []
+    if cfg.fdd.score == "dmd" and cfg.fdd.use_sds:  # one fake score per teacher, zero-initialised: = the teacher
+        for adapter in FAKE_EDIT, FAKE_VIDEO:
+            model.add_lora(cfg.fdd.fake_rank or cfg.model.lora_rank, None, cfg.model.lora_targets, adapter=adapter)
+            fake += lora_parameters(model.unet, adapter)
+        for p in fake:
+            p.data = p.data.float()
     gen = torch.Generator().manual_seed(seed)
     discs = None
     if cfg.fdd.use_adversarial:
@@ -190,7 +212,8 @@ def build_parts(cfg, device, seed: int = 0) -> Parts:
     d = cfg.disc
     aug = Augment(colour=d.augment_colour, translate=d.translate_fraction, cutout=d.cutout_fraction)
     return Parts(model, lora, discs, heads, gen, FddGenerator(model, cfg.fdd, discs, gen, aug),
-                 FddDiscriminator(*discs, cfg.fdd, gen, aug) if discs else None)
+                 FddDiscriminator(*discs, cfg.fdd, gen, aug) if discs else None,
+                 fake, FakeScoreStep(model, cfg.fdd, gen) if fake else None)
 
 
 def train(cfg) -> Path:
@@ -243,6 +266,7 @@ def _train(cfg, rows, out: Path, identity: RunIdentity, ckpt: Path | None, progr
     generator_step, opt_g = acc.prepare(generator_step, opt_g)
     if critic_step is not None:
         critic_step, opt_d = acc.prepare(critic_step, opt_d)
+    opt_f = torch.optim.Adam(parts.fake, lr=cfg.fdd.fake_lr) if parts.fake else None
 
     # Resume (the LoRA file holds the EMA when the run kept one; train_state then holds the trained weights)
     ema = Ema(lora, cfg.fdd.ema_decay) if cfg.fdd.ema_decay > 0 else None
@@ -255,6 +279,10 @@ def _train(cfg, rows, out: Path, identity: RunIdentity, ckpt: Path | None, progr
             ema.reset()
         load_trained_state(model.unet, tensors, "student")
         opt_g.load_state_dict(checkpoint.unflatten_optimizer(tensors, state["optimizers"]["opt_g"], "opt_g"))
+        if opt_f is not None:
+            for adapter in FAKE_EDIT, FAKE_VIDEO:
+                load_trained_state(model.unet, tensors, adapter, adapter)
+            opt_f.load_state_dict(checkpoint.unflatten_optimizer(tensors, state["optimizers"]["opt_f"], "opt_f"))
         if discs and (ckpt / "discriminator.safetensors").is_file():
             from safetensors.torch import load_file
 
@@ -289,6 +317,9 @@ def _train(cfg, rows, out: Path, identity: RunIdentity, ckpt: Path | None, progr
 
     # Train
     metrics_file = out / "metrics.jsonl"
+    scorer = load_scorer(cfg, model) if run.eval_every and acc.is_main_process else None
+    if scorer is not None and start == 0:  # where the student starts: plug-and-play
+        _log_row(metrics_file, {"step": 0, "phase": "validation"} | _validate(scorer, model, ema), out)
     bar = tqdm(range(start, run.steps), initial=start, total=run.steps, desc="fdd", disable=not acc.is_main_process)
     last = ckpt
     sample_raw = load(list(range(min(run.micro_batch, len(rows)))))
@@ -296,7 +327,7 @@ def _train(cfg, rows, out: Path, identity: RunIdentity, ckpt: Path | None, progr
         t0 = time.perf_counter()
         adversarial, critic = adversarial_at(cfg, step), critic_at(cfg, step)
         logs: list[dict] = []
-        saved = []
+        saved, generated = [], []
         _requires_grad(discs, False)
         opt_g.zero_grad(set_to_none=True)
         for micro in range(accum):
@@ -307,6 +338,7 @@ def _train(cfg, rows, out: Path, identity: RunIdentity, ckpt: Path | None, progr
                 res = generator_step(b, adversarial)
                 acc.backward(res["loss"] / accum)
             logs.append(res["logs"])
+            generated.append((b, res["x0"], res["known"]))
             if critic:
                 fake = res["fake"]
                 if fake is None:  # D warm-up: the student's edit decoded without its graph
@@ -317,35 +349,29 @@ def _train(cfg, rows, out: Path, identity: RunIdentity, ckpt: Path | None, progr
         opt_g.step()
         if ema is not None:
             ema.update()
+        if opt_f is not None:
+            logs += _fake_turn(acc, parts.fake_step, opt_f, parts.fake, generated, cfg.fdd.fake_updates)
         if critic:
-            _requires_grad(discs, True)
-            opt_d.zero_grad(set_to_none=True)
-            for micro, (b, fake) in enumerate(saved):
-                frames_e = acc.unwrap_model(generator_step).disc_frames(b.frames.shape[1])
-                with torch.no_grad():
-                    real_e, real_v = model.decode_video(b.real_edit), model.decode_video(b.real_video)
-                sync = acc.no_sync(critic_step) if micro + 1 < accum else nullcontext()
-                with sync, acc.autocast():
-                    d = critic_step(fake, real_e, real_v, b, frames_e)
-                    acc.backward(d["loss"] / accum)
-                logs.append(d["logs"])
-            opt_d.step()
+            logs += _critic_turn(acc, model, discs, critic_step, opt_d, saved,
+                                 acc.unwrap_model(generator_step).disc_frames)
         phase = "adversarial" if adversarial else "disc_warmup" if critic else "sds"
         row = _mean_logs(logs) | {"step": step + 1, "phase": phase,
                                   "gnorm_student": float(gnorm), "step_time": time.perf_counter() - t0}
-        if acc.is_main_process and ((step + 1) % run.log_every == 0 or step + 1 == run.steps):
-            with open(metrics_file, "a") as fh:
-                fh.write(json.dumps(row) + "\n")
+        if scorer is not None and ((step + 1) % run.eval_every == 0 or step + 1 == run.steps):
+            row |= _validate(scorer, model, ema)
+        validated = any(k.startswith("val_") for k in row)
+        if acc.is_main_process and ((step + 1) % run.log_every == 0 or step + 1 == run.steps or validated):
+            _log_row(metrics_file, row, out if validated else None)
             bar.set_postfix(loss=f"{row.get('loss_g', 0):.4f}", phase=row["phase"])
         if acc.is_main_process and run.sample_every and ((step + 1) % run.sample_every == 0 or step + 1 == run.steps):
             with ema.applied() if ema is not None else nullcontext():  # the student as it is exported
                 save_sample_grid(out / "samples" / f"step_{step + 1:06d}.png", model, prepare(sample_raw, False),
                                  cfg.fdd.k, run.seed)
         if (step + 1) % run.save_every == 0 or step + 1 == run.steps:
-            _check_replicas(acc, lora + head_params)
+            _check_replicas(acc, lora + head_params + parts.fake)
             acc.wait_for_everyone()
             if acc.is_main_process:
-                last = _save(cfg, out, step + 1, model, discs, opt_g, opt_d, gen, rank, cursor, ema)
+                last = _save(cfg, out, step + 1, model, discs, opt_g, opt_d, gen, rank, cursor, ema, opt_f)
         progress["steps"] += 1
     bar.close()
     if pool:
@@ -389,7 +415,59 @@ def _teacher_latents(cfg, model, rows, raw, *, gen, need_real, cache, fingerprin
     return {k: torch.stack([e[k] for e in entries]).to(model.device) for k in entries[0]}
 
 
-def _save(cfg, out, step, model, discs, opt_g, opt_d, gen, rank, cursor, ema: Ema | None) -> Path:
+def _critic_turn(acc, model, discs, critic_step, opt_d, saved: list, disc_frames) -> list[dict]:
+    """One optimizer step of both discriminators on the micro-batches' (batch, student frames): the teachers'
+    samples are the reals."""
+    _requires_grad(discs, True)
+    opt_d.zero_grad(set_to_none=True)
+    logs = []
+    for micro, (b, fake) in enumerate(saved):
+        frames_e = disc_frames(b.frames.shape[1])
+        with torch.no_grad():
+            real_e, real_v = model.decode_video(b.real_edit), model.decode_video(b.real_video)
+        sync = acc.no_sync(critic_step) if micro + 1 < len(saved) else nullcontext()
+        with sync, acc.autocast():
+            d = critic_step(fake, real_e, real_v, b, frames_e)
+            acc.backward(d["loss"] / len(saved))
+        logs.append(d["logs"])
+    opt_d.step()
+    return logs
+
+
+def _fake_turn(acc, fake_step, opt_f, params: list, generated: list, updates: int) -> list[dict]:
+    """fdd.fake_updates optimizer steps of the fake scores on this step's student outputs (batch, x0, known), fresh
+    (t, eps) each time; gradients averaged over processes by hand (the fake LoRAs live inside the generator's
+    model, which DDP wraps for the student's turn only)."""
+    logs = []
+    for _ in range(updates):
+        opt_f.zero_grad(set_to_none=True)
+        for b, x0, known in generated:
+            with acc.autocast():
+                res = fake_step(x0, b, known)
+                (res["loss"] / len(generated)).backward()
+            logs.append(res["logs"])
+        if acc.num_processes > 1:
+            for p in params:
+                if p.grad is not None:
+                    p.grad = acc.reduce(p.grad, reduction="mean")
+        opt_f.step()
+    return logs
+
+
+def _validate(scorer, model, ema: Ema | None) -> dict:
+    """The validation scorer's metrics of the student as it is exported (the EMA when kept), as val_* fields."""
+    with ema.applied() if ema is not None else nullcontext(), torch.no_grad():
+        return {f"val_{k}": float(v) for k, v in scorer(model).items()}
+
+
+def _log_row(path: Path, row: dict, curves_dir: Path | None) -> None:
+    with open(path, "a") as fh:
+        fh.write(json.dumps(row) + "\n")
+    if curves_dir is not None:
+        plot_curves(path, curves_dir / "curves.png")
+
+
+def _save(cfg, out, step, model, discs, opt_g, opt_d, gen, rank, cursor, ema: Ema | None, opt_f=None) -> Path:
     """A checkpoint whose LoRA files hold the student to use (the EMA when kept) and whose train state holds what
     resuming needs (then also the trained LoRA)."""
 
@@ -403,11 +481,15 @@ def _save(cfg, out, step, model, discs, opt_g, opt_d, gen, rank, cursor, ema: Em
     disc_state = {}
     for name, d in zip(("edit", "video"), discs or ()):
         disc_state |= {f"{name}.{k}": v for k, v in trainable_state_dict(d).items()}
-    optimizers = {"opt_g": opt_g} | ({"opt_d": opt_d} if opt_d is not None else {})
+    optimizers = {"opt_g": opt_g} | ({"opt_d": opt_d} if opt_d is not None else {}) | (
+        {"opt_f": opt_f} if opt_f is not None else {})
+    tensors = trained_state(model.unet, "student") if ema is not None else {}
+    if opt_f is not None:  # the fake scores train on: resuming needs them as they are
+        tensors |= trained_state(model.unet, FAKE_EDIT, FAKE_EDIT) | trained_state(model.unet, FAKE_VIDEO, FAKE_VIDEO)
     return checkpoint.save(out, step, write_lora=write_lora, disc_state=disc_state, optimizers=optimizers,
                            rng={f"gen{rank}": gen.get_state()}, state={"cursor": cursor.state()},
                            keep_last=cfg.run.keep_last,
-                           tensors=trained_state(model.unet, "student") if ema is not None else None)
+                           tensors=tensors or None)
 
 
 def _check_replicas(acc, params) -> None:
@@ -443,7 +525,9 @@ def _mean_logs(logs: list[dict]) -> dict:
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop lines logged after the checkpoint we resume from (they will be logged again)."""
+    """Drop lines logged after the checkpoint we resume from (they will be logged again); a fresh start (step 0)
+    drops them all, the step-0 validation row included."""
     if path.is_file():
-        keep = [line for line in path.read_text().splitlines() if line and json.loads(line).get("step", 0) <= step]
+        keep = [line for line in path.read_text().splitlines()
+                if line and step > 0 and json.loads(line).get("step", 0) <= step]
         path.write_text("".join(line + "\n" for line in keep))

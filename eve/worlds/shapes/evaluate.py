@@ -27,6 +27,7 @@ from eve.worlds.shapes.data import Item, items
 from eve.worlds.shapes.measure import clip_metrics
 
 METRICS = ("combined", "success", "warp", "psnr", "contrast", "nfe", "sec_per_clip")
+IN_MODEL = "<the LoRA the model holds>"  # Method.lora for a student whose LoRA is attached already (training)
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,8 @@ class Evaluator:
         return self.m.encode_video(gt0)[:, 0]
 
     def _use_lora(self, path: str | None) -> None:
-        if path == self._lora:
+        if path == self._lora or IN_MODEL in (path, self._lora):  # roles switch an attached LoRA on and off
+            self._lora = path
             return
         self.m.unload_lora()
         if path is not None:
