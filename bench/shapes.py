@@ -81,7 +81,7 @@ def methods(args, cfg) -> list[Method]:
     for spec in args.ablation:
         name, path = spec.split("=", 1)
         out.append(Method(f"{name} ({k} steps, {scales(one)})", "clip", k, path))
-    return out
+    return list({m.name: m for m in out}.values())  # the best guidance may be 1/1: that row once
 
 
 def chosen(path: str | None) -> str | None:

@@ -43,6 +43,8 @@ def export(checkpoint: str, out: str | None = None, fp16: bool = False) -> Path:
     if fp16:
         tensors = {k: v.to(torch.float16) for k, v in tensors.items()}
     folder = Path(out or info.path.parent)
+    if fp16 and folder.resolve() == info.path.parent.resolve():
+        raise EveError("--fp16 writes a half-precision copy: give --out, a folder other than the checkpoint's")
     if folder.resolve() != info.path.parent.resolve():  # the eve file too, portable from its new folder
         meta = dict(meta)
         if "config" in meta:

@@ -364,10 +364,17 @@ def test_fake_scores_are_off_in_every_other_role(dmd_student):
     calls["fake edit"] = lambda: m(x, t, cond, Role.EDIT_TEACHER, fake_switches(Role.EDIT_TEACHER, FAKE_EDIT))
     calls["fake video"] = lambda: m(x, t, cond, Role.VIDEO_TEACHER, fake_switches(Role.VIDEO_TEACHER, FAKE_VIDEO))
     with torch.no_grad():
+        for p in lora_parameters(m.unet):  # a trained student: it must not leak into the fake scores' calls
+            p.add_(torch.randn_like(p) * 0.5)
         before = {k: f() for k, f in calls.items()}
+    # untrained (B = 0), a fake score is exactly its teacher
+    assert torch.equal(before["fake edit"], before[Role.EDIT_TEACHER])
+    assert torch.equal(before["fake video"], before[Role.VIDEO_TEACHER])
+    with torch.no_grad():
         for a in FAKE_EDIT, FAKE_VIDEO:
             for p in lora_parameters(m.unet, a):
                 p.add_(torch.randn_like(p) * 0.5)
+    with torch.no_grad():
         after = {k: f() for k, f in calls.items()}
     for k in calls:
         same = torch.equal(before[k], after[k])

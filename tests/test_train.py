@@ -134,7 +134,9 @@ def test_killed_and_resumed_run_matches_an_uninterrupted_one(tiny_dir, toy, shar
 
     resumed = train(cfg_for(tiny_dir, toy, out, shared_cache, *extra))
     a, b = load_file(str(full / "student_lora.safetensors")), load_file(str(resumed / "student_lora.safetensors"))
-    assert a.keys() == b.keys()
+    assert a.keys() == b.keys() and not any("fake" in k for k in a), "the student's file holds the student only"
+    first = load_file(str(full.parent / "ckpt-000002" / "student_lora.safetensors"))
+    assert any(not torch.equal(first[k], a[k]) for k in a), "the student trains under fdd.score=dmd"
     for k in a:
         torch.testing.assert_close(a[k], b[k], atol=1e-5, rtol=1e-4)
     da, db = load_file(str(full / "discriminator.safetensors")), load_file(str(resumed / "discriminator.safetensors"))
@@ -474,13 +476,14 @@ def _first_rows(toy, tmp_path, n):
 
 
 def test_two_process_ddp_keeps_replicas_in_sync(tiny_dir, toy, shared_cache, tmp_path):
-    """Real torch.distributed data parallelism (gloo, 2 CPU processes) through both phases."""
+    """Real torch.distributed data parallelism (gloo, 2 CPU processes) through both phases, with distribution
+    matching's fake scores, which train outside DDP and are averaged by hand."""
     out = tmp_path / "ddp"
     env = dict(os.environ, ACCELERATE_USE_CPU="true", OMP_NUM_THREADS="1")
     r = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(ROOT / "train_fdd.py"),
          "--config", str(ROOT / "configs" / "tiny.yaml"),
-         *overrides(tiny_dir, toy, out, shared_cache, "run.steps=3", "run.save_every=3")],
+         *overrides(tiny_dir, toy, out, shared_cache, "run.steps=3", "run.save_every=3", "fdd.score=dmd")],
         capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "replicas in sync" in r.stderr and "on 2 processes" in r.stderr

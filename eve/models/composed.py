@@ -376,6 +376,8 @@ class EveModel(nn.Module):
         wanted = ((ADAPTER, sw.lora), (USER, sw.user), (FAKE_EDIT, sw.fake == FAKE_EDIT),
                   (FAKE_VIDEO, sw.fake == FAKE_VIDEO))
         active = tuple(a for a, on in wanted if on and a in attached)
+        if sw.fake is not None and sw.fake not in attached:  # else silently the teacher itself
+            raise EveError(f"the fake score {sw.fake!r} is not attached (fdd.score=dmd adds it)")
         if not attached or self._active == active:
             return
         # peft's switches also flip requires_grad on the LoRA weights; a teacher call between the student's forward

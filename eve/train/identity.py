@@ -27,7 +27,8 @@ from eve.utils.files import write_text_atomic
 logger = logging.getLogger(__name__)
 
 # Fields that change how long a run goes, where it writes or how fast it loads, never what a step computes.
-RUN_LENGTH_FIELDS = {"run": ("out_dir", "steps", "save_every", "keep_last", "log_every", "sample_every", "resume"),
+RUN_LENGTH_FIELDS = {"run": ("out_dir", "steps", "save_every", "keep_last", "log_every", "sample_every", "resume",
+                             "eval_every", "validation"),  # validation reads the student, never changes a step
                      "data": ("workers", "manifest"),  # the manifest counts by content, not by path
                      "fdd": ("cache_dir",),  # where the teachers' samples are kept, not what they are
                      # how an edit is described when only an instruction is given: editing only, never training

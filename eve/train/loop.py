@@ -114,6 +114,9 @@ def validate(cfg) -> None:
     if f.score == "dmd" and not (f.fake_updates >= 1 and f.fake_lr > 0 and (f.fake_rank is None or f.fake_rank >= 1)):
         raise EveError(f"fdd.score=dmd needs fdd.fake_updates >= 1, fdd.fake_lr > 0 and fdd.fake_rank null or >= 1, "
                        f"got {f.fake_updates}, {f.fake_lr}, {f.fake_rank}")
+    if f.score == "dmd" and r.mixed_precision == "fp16":
+        raise EveError("fdd.score=dmd trains its fake scores outside accelerate's fp16 loss scaling: use "
+                       "run.mixed_precision=bf16 or no")
     if r.eval_every < 0:
         raise EveError(f"run.eval_every must be >= 0 (0: no validation), got {r.eval_every}")
     if r.eval_every and not r.validation:
@@ -263,7 +266,12 @@ def _train(cfg, rows, out: Path, identity: RunIdentity, ckpt: Path | None, progr
     opt_g = torch.optim.AdamW(lora, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas), weight_decay=cfg.optim.weight_decay)
     head_params = parts.head_params
     opt_d = torch.optim.Adam(head_params, lr=cfg.optim.d_lr, betas=tuple(cfg.optim.d_betas)) if discs else None
+    for p in parts.fake:  # the fake scores stay out of DDP's gradient sync: they train in their own turn
+        p.requires_grad_(False)
     generator_step, opt_g = acc.prepare(generator_step, opt_g)
+    for p in parts.fake:
+        p.requires_grad_(True)
+    _broadcast(acc, parts.fake)  # so every process starts from rank 0's fake LoRAs, as DDP does for the student
     if critic_step is not None:
         critic_step, opt_d = acc.prepare(critic_step, opt_d)
     opt_f = torch.optim.Adam(parts.fake, lr=cfg.fdd.fake_lr) if parts.fake else None
@@ -279,10 +287,12 @@ def _train(cfg, rows, out: Path, identity: RunIdentity, ckpt: Path | None, progr
             ema.reset()
         load_trained_state(model.unet, tensors, "student")
         opt_g.load_state_dict(checkpoint.unflatten_optimizer(tensors, state["optimizers"]["opt_g"], "opt_g"))
-        if opt_f is not None:
+        if opt_f is not None and "opt_f" in state["optimizers"]:
             for adapter in FAKE_EDIT, FAKE_VIDEO:
                 load_trained_state(model.unet, tensors, adapter, adapter)
             opt_f.load_state_dict(checkpoint.unflatten_optimizer(tensors, state["optimizers"]["opt_f"], "opt_f"))
+        elif opt_f is not None:
+            logger.info("%s holds no fake scores (an SDS run): they start from the teachers", ckpt)
         if discs and (ckpt / "discriminator.safetensors").is_file():
             from safetensors.torch import load_file
 
@@ -452,6 +462,14 @@ def _fake_turn(acc, fake_step, opt_f, params: list, generated: list, updates: in
                     p.grad = acc.reduce(p.grad, reduction="mean")
         opt_f.step()
     return logs
+
+
+def _broadcast(acc, params: list) -> None:
+    if acc.num_processes > 1 and params:
+        import torch.distributed as dist
+
+        for p in params:
+            dist.broadcast(p.data, src=0)
 
 
 def _validate(scorer, model, ema: Ema | None) -> dict:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 from pathlib import Path
 from typing import Callable
 
@@ -52,7 +53,8 @@ def best_checkpoint(run_dir: str | Path, metric: str = "val_combined") -> tuple[
     """(checkpoint folder, its validation row) with the highest `metric` among the run's checkpoints that were
     validated (ties: the earlier step). A run validated at its save steps has one row per checkpoint."""
     run_dir = Path(run_dir)
-    rows = {r["step"]: r for r in validation_rows(run_dir) if metric in r}
+    rows = {r["step"]: r for r in validation_rows(run_dir) if isinstance(r.get(metric), (int, float))
+            and math.isfinite(r[metric])}
     saved = {int(p.name.split("-")[1]): p for p in run_dir.glob("ckpt-*") if p.is_dir() and p.name[5:].isdigit()}
     both = sorted(set(rows) & set(saved))
     if not both:

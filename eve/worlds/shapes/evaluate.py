@@ -86,8 +86,12 @@ class Evaluator:
         return self.m.encode_video(gt0)[:, 0]
 
     def _use_lora(self, path: str | None) -> None:
-        if path == self._lora or IN_MODEL in (path, self._lora):  # roles switch an attached LoRA on and off
+        if IN_MODEL in (path, self._lora) and path in (IN_MODEL, None):  # roles switch the attached LoRA on and off
             self._lora = path
+            return
+        if self._lora == IN_MODEL:
+            raise ValueError(f"this Evaluator scores the LoRA its model holds; it cannot load {path} beside it")
+        if path == self._lora:
             return
         self.m.unload_lora()
         if path is not None:
