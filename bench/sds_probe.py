@@ -168,7 +168,7 @@ def main(argv=None) -> int:
     val = items(VALIDATION_SEED, args.clips, all_tasks=False)
     torch.manual_seed(args.seed)
     base = configs[0][1]
-    parts = build_parts(base, "cpu", seed=args.seed)
+    parts = build_parts(replace(base, fdd=replace(base.fdd, use_adversarial=False)), "cpu", seed=args.seed)
     b, _ = probe_batch(base, parts.model, val, parts.gen)
     start = start_latents(parts.model, b, base.fdd.k, args.start_guidance, base.edit.timestep_spacing, args.seed)
     rows, videos = [], {}

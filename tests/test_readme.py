@@ -171,6 +171,7 @@ def test_the_readme_commands_run_as_written_on_a_fresh_copy(tmp_path):
     repo = walk(tmp_path, independent=False)
     # what the run commands promise
     assert (repo / "runs" / "demo" / "grid.png").is_file() and (repo / "runs" / "demo" / "plug_and_play.gif").is_file()
+    assert (repo / "runs" / "demo" / "student.gif").is_file(), "the committed student is in the demo's grid"
     assert (repo / "runs" / "data-fdd" / "ckpt-000006" / "student_lora.safetensors").is_file()
     assert (repo / "runs" / "data-fdd-lora" / "pytorch_lora_weights.safetensors").is_file()
     readme = (repo / "README.md").read_text()

@@ -11,6 +11,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
@@ -387,7 +388,10 @@ def test_shapes_bench_runs(smoke_teachers, tmp_path, call_main, monkeypatch):
                        capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "| edit teacher, per frame (2 steps)" in r.stdout and "24-frame clip" in r.stdout
-    assert "plug-and-play, oracle f1 (1 steps)" in r.stdout and "| nfe |" in r.stdout.replace("nfe | sec", "nfe |")
+    assert "plug-and-play, oracle f1 (1 steps, guidance 1/1)" in r.stdout
+    assert "| nfe |" in r.stdout.replace("nfe | sec", "nfe |")
+    scored = pd.read_csv(tmp_path / "results.csv")
+    assert (scored.method == "plug-and-play (1 steps, guidance 1/1)").sum() == 7, "best = 1/1: the row once"
     assert (tmp_path / "grid_add.gif").is_file() and (tmp_path / "results.csv").is_file()
 
     # the same entry point in this process from here on (a subprocess start-up costs about 10 s of imports)
@@ -396,13 +400,51 @@ def test_shapes_bench_runs(smoke_teachers, tmp_path, call_main, monkeypatch):
 
     # a second run reusing every row computes nothing and prints the same tables
     code, out, err = call_main(main, *args, "--out", tmp_path / "again", "--reuse", tmp_path / "results.csv")
-    assert code == 0 and " done (" not in err and "reused from" in err, err[-2000:]
+    assert code == 0 and " done (" not in err and "reused" in err, err[-2000:]
     assert out == r.stdout
+    # rows computed apart (--only) and put together (several --reuse files) give the same tables
+    code, _, err = call_main(main, *args, "--out", tmp_path / "part", "--only", "video teacher", "--long-clips", "0")
+    assert code == 0 and err.count(" done (") == 1 and "video teacher" in err, err[-2000:]
+    part = pd.read_csv(tmp_path / "part" / "results.csv")
+    rest = pd.read_csv(tmp_path / "results.csv")
+    rest[~rest.method.str.startswith("video teacher")].to_csv(tmp_path / "rest.csv", index=False)
+    code, out, err = call_main(main, *args, "--out", tmp_path / "merged", "--reuse", tmp_path / "rest.csv",
+                               tmp_path / "part" / "results.csv")
+    assert code == 0 and " done (" not in err, err[-2000:]
+    assert len(part) == 7
+
+    def scores(path):  # every item's scores, the seconds aside
+        return pd.read_csv(path).drop(columns="sec_per_clip").sort_values(["method", "clip"]).reset_index(drop=True)
+
+    pd.testing.assert_frame_equal(scores(tmp_path / "merged" / "results.csv"), scores(tmp_path / "results.csv"))
     # a file that is not a results.csv, or a checkpoint that does not exist, is refused before anything loads
     for extra, said in ((["--reuse", str(tmp_path / "tables.md")], "--reuse: "),
                         (["--student", str(tmp_path / "nope")], "nope does not exist")):
         code, _, err = call_main(main, *args, *extra)
         assert code == 2 and said in err.strip().splitlines()[-1] and "writing to" not in err, err
+
+
+def test_free_latent_probe_moves_latents_only_along_a_gradient(smoke_teachers, tmp_path, call_main, monkeypatch):
+    """bench/sds_probe.py: an objective with no gradient (lam 0: Adam's step is then exactly zero) leaves every
+    metric at its start; SDS moves them; a bad objective is one line before any weight loads."""
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    import sds_probe
+
+    args = ["--config", str(smoke_teachers), "--clips", "2", "--steps", "2", "--eval-every", "1"]
+    code, out, err = call_main(sds_probe.main, *args, "--objective", "still=fdd.lam=0", "--objective",
+                               "moved=fdd.score=sds", "--out", tmp_path)
+    assert code == 0, err[-2000:]
+    df = pd.read_csv(tmp_path / "results.csv")
+    cols = ["success", "contrast", "warp", "combined", "detail"]
+    still, moved = df[df.objective == "still"], df[df.objective == "moved"]
+    assert list(still.step) == list(moved.step) == [0, 1, 2]
+    assert (still[cols].nunique(dropna=False) == 1).all(), still
+    assert moved[cols].iloc[0].equals(still[cols].iloc[0]), "every objective starts from the same latents"
+    assert moved.detail.iloc[-1] != moved.detail.iloc[0]
+    assert "| still | 0 |" in out and (tmp_path / "grid.png").is_file()
+    monkeypatch.setattr(sds_probe, "build_parts", lambda *a, **k: pytest.fail("weights loaded before the check"))
+    code, _, err = call_main(sds_probe.main, *args, "--objective", "no overrides here")
+    assert code == 2 and "must look like NAME=key=value" in err.strip().splitlines()[-1]
 
 
 def test_guidance_sweep_uses_validation_clips_and_picks_the_best(smoke_teachers):
