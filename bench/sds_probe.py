@@ -69,12 +69,12 @@ def wants_critics(cfg, overrides: list[str]) -> bool:
     return not cfg.fdd.use_sds or "fdd.use_adversarial=true" in overrides
 
 
-def probe_batch(cfg, model, val, gen) -> tuple:
-    """(Batch with f1 and, when asked, the teachers' samples; the input clips) of the validation items."""
+def probe_batch(cfg, model, val, gen):
+    """The validation items as a Batch, with f1 and the teachers' samples (the critics' reals)."""
     raw = {"frames": torch.stack([W.render_video(it.source) for it in val]),
            "caption": [it.caption for it in val], "instruction": [it.instruction for it in val],
            "task": torch.tensor([task_id(it.task) for it in val])}
-    return make_batch(cfg, model, None, raw, gen=gen, need_real=True), raw["frames"]
+    return make_batch(cfg, model, None, raw, gen=gen, need_real=True)
 
 
 def start_latents(model, b, k: int, scales: tuple[float, float], spacing: str, seed: int) -> torch.Tensor:
@@ -169,7 +169,7 @@ def main(argv=None) -> int:
     torch.manual_seed(args.seed)
     base = configs[0][1]
     parts = build_parts(replace(base, fdd=replace(base.fdd, use_adversarial=False)), "cpu", seed=args.seed)
-    b, _ = probe_batch(base, parts.model, val, parts.gen)
+    b = probe_batch(base, parts.model, val, parts.gen)
     start = start_latents(parts.model, b, base.fdd.k, args.start_guidance, base.edit.timestep_spacing, args.seed)
     rows, videos = [], {}
     for name, cfg in configs:
