@@ -1,4 +1,4 @@
-"""Cost of one FDD step, part by part, and the student's activation memory as k grows.
+"""What one FDD step costs, part by part, and how the student's activation memory grows with k.
 
     python bench/fdd_step.py                         # tiny random-weight set (written to a temp folder), CPU
     python bench/fdd_step.py --config CFG.yaml [key=value ...] [--ks 1 2 3 4] [--repeats 5]

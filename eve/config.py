@@ -17,6 +17,9 @@ from omegaconf.errors import OmegaConfBaseException
 
 from eve.errors import EveError
 
+# The embedded default: the committed shapes-world teachers, which edit the world's 32x32 clips with no download.
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "data" / "shapes" / "teachers" / "eve.yaml"
+
 # Layers of the spatial backbone that get the student LoRA (paper-notes OQ-13: attention q/k/v/out and the
 # transformer projections and feed-forward). Motion modules and the ControlNet never get it.
 DEFAULT_LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2"]
@@ -63,12 +66,12 @@ class EditConfig:
     steps: int = 20  # student DDIM steps; K-bin training makes more steps than k usable (paper §3.3)
     guidance: float = 1.0  # student text CFG; 1 = off, distilled students run without CFG (OQ-22)
     image_guidance: float = 1.0  # student input-image CFG; 1 = off
-    # edit-teacher DDIM steps for the first frame, which sets most of an edit's time. 10, from bench/first_frame.py
+    # edit-teacher DDIM steps for the first frame, which sets most of an edit's time. 10, from bench/world/first_frame.py
     # on the shapes world: frame-0 success and the clip's score are those of 25 and 50 steps (within their spread)
     # at a fifth of 50's cost; below 10 the one-to-many edits lose pattern contrast, at 2 steps success drops
     # (InstructPix2Pix's own model card runs 10 too)
     teacher_steps: int = 10
-    # who edits frame 0 (it sets the latency: bench/first_frame.py): "teacher", the edit teacher (the paper), or
+    # who edits frame 0 (it sets the latency: bench/world/first_frame.py): "teacher", the edit teacher (the paper), or
     # "student", the distilled student with its motion modules off at its own steps (falls back to the teacher
     # without a student LoRA). A cached edit is given instead with edit.py --first-frame.
     first_frame_by: Literal["teacher", "student"] = "teacher"
@@ -140,7 +143,7 @@ class FddConfig:
     # over the generated frames), to tell whether SDS carries signal at all. Not in the paper; False: real SDS.
     sds_noise_control: bool = False
     # The form of each teacher's score term (not in the paper, which uses SDS). "sds": g = c(t) (eps_teacher - eps),
-    # whose fixed point is the teachers' posterior mean: in the shapes world it blurs (bench/sds_probe.py). "dmd":
+    # whose fixed point is the teachers' posterior mean: in the shapes world it blurs (bench/world/sds_probe.py). "dmd":
     # distribution matching (DMD, Yin et al. 2024; VSD, Wang et al. 2023): g = c(t) (eps_teacher - eps_fake), where
     # eps_fake comes from a fake score, the same teacher with a LoRA of its own (fake_rank) trained online to denoise
     # the student's outputs (fake_updates steps of Adam at fake_lr per generator step, on that step's outputs with

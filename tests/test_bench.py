@@ -10,10 +10,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture
 def bench(monkeypatch, call_main):
-    """bench/NAME.py's main(argv) -> (exit code, stdout, stderr)."""
+    """bench/NAME.py's (or bench/world/NAME.py's) main(argv) -> (exit code, stdout, stderr)."""
     import importlib
 
     monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    monkeypatch.syspath_prepend(str(ROOT / "bench" / "world"))
     return lambda name, *argv: call_main(importlib.import_module(name).main, *argv)
 
 

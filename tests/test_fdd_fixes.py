@@ -14,7 +14,7 @@ from eve.losses import hinge_g_loss, rms_matched_noise
 from eve.train.augment import Augment, diff_augment
 from eve.train.ema import Ema
 from eve.train.fdd import Batch, FddGenerator, disc_frame_choice, sds_timesteps, t_range
-from eve.train.loop import validate
+from eve.train.checks import validate
 
 T = 1000
 

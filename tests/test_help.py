@@ -11,7 +11,7 @@ CLIS = [
     ("eve.editing.cli", ["frame 0", "--checkpoint", "edit.captioner", "(default: 20)", "(default: template)"]),
     ("eve.train.cli", ["K-bin", "fdd.sds_only_steps", "(default: 1000)", "run.out_dir"]),
     ("eve.data.__main__", ["1. probe", "6. export", "motion_min", "(default: 0.3)", "instructions"]),
-    ("eve.worlds.shapes.__main__", ["train-teachers", "autoencoder, backbone", "bench/gates.py"]),
+    ("eve.worlds.shapes.__main__", ["train-teachers", "autoencoder, backbone", "bench/world/gates.py"]),
     ("eve.demo", ["embedded default", "(default: runs/demo)"]),
     ("eve.export", ["diffusers LoRA", "pytorch_lora_weights.safetensors", "--out"]),
     ("eve.models.tiny", ["tiny", "--vae"]),

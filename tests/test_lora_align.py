@@ -343,7 +343,7 @@ def test_lora_fingerprint_is_the_lora_not_its_folder(tmp_path):
     """Runs and caches count the user's LoRA by its weights: a trainer's other files beside it change nothing."""
     from diffusers import UNet2DConditionModel
 
-    from eve.train.identity import lora_fingerprint
+    from eve.models.lora import lora_fingerprint
 
     unet = UNet2DConditionModel(block_out_channels=(16, 32), layers_per_block=1, cross_attention_dim=16,
                                 sample_size=8, down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),

@@ -1,4 +1,5 @@
-"""The README's commands, verbatim, in the order shown, in a fresh copy of the repository (issue 15).
+"""The README's and docs/' commands, verbatim, in the order shown (README first, then each page of docs/ in name
+order; a command shown twice runs once), in a fresh copy of the repository (issues 15, 33).
 
 Every command line of every ```bash block must be known here: the quick ones run and must succeed (some with a
 check of what they wrote); the ones that need what this machine lacks (SD-1.5 weights, GPUs, an FDD run) must say
@@ -14,6 +15,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -42,13 +44,13 @@ RULES = [
     ("python -m eve.worlds.shapes train-teachers", SKIP, "trains teachers: 30 to 80 minutes on 2 cores"),
     ("python -m eve.worlds.shapes data", RUN, ""),
     ("python -m eve.worlds.shapes style-data", RUN, ""),
-    ("python bench/gates.py", SKIP, "evaluates 70 clips x 8 methods and trains a probe: about 15 minutes"),
-    ("python bench/disc_probe.py", SKIP, "samples and trains a probe: minutes"),
-    ("python bench/critic_ceiling.py", SKIP, "trains four probes for 60 epochs: about 26 minutes"),
-    ("python bench/sds_probe.py", SKIP, "six objectives x 120 steps on free latents: about 40 minutes"),
+    ("python bench/world/gates.py", SKIP, "evaluates 70 clips x 8 methods and trains a probe: about 15 minutes"),
+    ("python bench/world/disc_probe.py", SKIP, "samples and trains a probe: minutes"),
+    ("python bench/world/critic_ceiling.py", SKIP, "trains four probes for 60 epochs: about 26 minutes"),
+    ("python bench/world/sds_probe.py", SKIP, "six objectives x 120 steps on free latents: about 40 minutes"),
     ("python train_fdd.py --config configs/shapes/fdd.yaml", SKIP, "a shapes FDD run: about 45 minutes"),
-    ("python bench/shapes.py --student runs/shapes-", NEEDS, "does not exist"),  # the FDD runs above were skipped
-    ("python bench/shapes.py", SKIP, "the results table's baselines: 105 held-out clips x 11 methods, 30 minutes"),
+    ("python bench/world/shapes.py --student runs/shapes-", NEEDS, "does not exist"),  # the FDD runs above were skipped
+    ("python bench/world/shapes.py", SKIP, "the results table's baselines: 105 held-out clips x 11 methods, 30 minutes"),
     ("python -m eve.train.dreambooth --config configs/tiny.yaml", RUN, ""),
     ("python -m eve.data.triplets --captions data/shapes", RUN, ""),
     ("python -m eve.data.triplets --captions my_captions.txt", NEEDS, "captions file not found: my_captions.txt"),
@@ -58,17 +60,27 @@ RULES = [
     ("python train_fdd.py --config configs/fdd/lora_align.yaml", NEEDS, "model.pretrained=stable-diffusion-v1-5"),
     ("python -m eve.train.dreambooth --images runs/shapes/style", SKIP, "trains the world's style LoRA: 90 s"),
     ("python train_fdd.py --config configs/shapes/lora_align.yaml", SKIP, "aligns the world's LoRA: about 8 minutes"),
-    ("python bench/lora_align.py", SKIP, "needs the two alignment runs above"),
+    ("python bench/world/lora_align.py", SKIP, "needs the two alignment runs above"),
     ("python -m eve.train.real_samples --config configs/shapes/lora_align.yaml", SKIP,
      "samples the world's 300 alignment data points: about 4 minutes"),
     ("python -m eve.eval --config configs/sd15/eve.yaml", NEEDS, "--edits /data/tgve not found"),
     ("python -m eve.eval --edits data/shapes", RUN, ""),
     ("python -m eve.models.full", SKIP, "writes 2.8 GB of full-size random weights"),
     ("python bench/edit_speed.py", SKIP, "full-size edits on 2 CPU cores: about 20 minutes"),
-    ("python bench/first_frame.py", SKIP, "70 held-out clips x 7 first frames x 2 seeds: about 10 minutes"),
+    ("python bench/world/first_frame.py", SKIP, "70 held-out clips x 7 first frames x 2 seeds: about 10 minutes"),
     ("python bench/fdd_step.py --config runs/full/eve.yaml", SKIP, "a full-size FDD step on 2 CPU cores: 10 minutes"),
     ("python bench/stream_memory.py", SKIP, "edits 4K clips of up to 60 s: about 40 minutes"),
 ]
+
+
+def pages(root: Path) -> list[Path]:
+    """README.md, then every page of docs/ in name order."""
+    return [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+
+
+def all_commands(root: Path) -> list[str]:
+    """Every page's commands in order, each once."""
+    return list(dict.fromkeys(c for page in pages(root) for c in readme_commands(page.read_text())))
 
 
 def readme_commands(text: str) -> list[str]:
@@ -87,7 +99,7 @@ def rule(command: str) -> tuple[str, str]:
     for prefix, action, why in RULES:
         if command.startswith(prefix):
             return action, why
-    raise AssertionError(f"README command unknown to tests/test_readme.py (add a rule): {command}")
+    raise AssertionError(f"README / docs command unknown to tests/test_readme.py (add a rule): {command}")
 
 
 def fresh_copy(dest: Path) -> Path:
@@ -103,17 +115,29 @@ def fresh_copy(dest: Path) -> Path:
 
 
 def test_the_readme_commands_are_all_known():
-    commands = readme_commands((ROOT / "README.md").read_text())
-    assert len(commands) >= 15
+    commands = all_commands(ROOT)
+    assert len(readme_commands((ROOT / "README.md").read_text())) >= 10 and len(commands) >= 40
     for c in commands:
         rule(c)
+
+
+def test_the_readme_is_a_front_door():
+    """At most about 250 lines (issue 33); every docs/ page and picture it links to exists, and so does every
+    relative link of every docs/ page."""
+    assert len((ROOT / "README.md").read_text().splitlines()) <= 250
+    for page in pages(ROOT):
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text()):
+            if not target.startswith("http"):
+                assert (page.parent / target).exists(), f"{page.name} links to {target}, which does not exist"
 
 
 def test_the_readme_python_blocks_name_what_exists():
     """The Python API block needs SD-1.5 weights to run; what it imports and calls must at least exist."""
     import importlib
 
-    for block in re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S):
+    blocks = [b for page in pages(ROOT) for b in re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)]
+    assert blocks
+    for block in blocks:
         for module, names in re.findall(r"^from (\S+) import (.+)$", block, flags=re.M):
             mod = importlib.import_module(module)
             for name in names.split(","):
@@ -128,7 +152,7 @@ def test_the_readme_python_blocks_name_what_exists():
 # Commands that need nothing an earlier README command made: walked in a second test (its own fresh copy), so the
 # two halves of the walk run side by side under pytest-xdist.
 INDEPENDENT = ("python edit.py --config", "python edit.py --video data/shapes", "python -m eve.worlds.shapes", "python -m eve.train.real_samples",
-               "python train_fdd.py --config configs/fdd/paper.yaml", "python bench/")
+               "python train_fdd.py --config configs/fdd/paper.yaml", "python bench/", "python -m eve.eval")
 
 
 def walk(tmp_path: Path, independent: bool) -> Path:
@@ -137,8 +161,8 @@ def walk(tmp_path: Path, independent: bool) -> Path:
         pytest.skip("not a git checkout")
     repo = fresh_copy(tmp_path / "eve")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(repo)}
-    skipped = []
-    for command in readme_commands((repo / "README.md").read_text()):
+    skipped, took = [], []
+    for command in all_commands(repo):
         action, why = rule(command)
         if command.startswith(INDEPENDENT) != independent:
             continue
@@ -147,14 +171,16 @@ def walk(tmp_path: Path, independent: bool) -> Path:
             continue
         args = command.split(" ", 1)
         argv = [sys.executable, *shlex.split(args[1])] if args[0] == "python" else shlex.split(command)
+        start = time.perf_counter()
         r = subprocess.run(argv, cwd=repo, env=env, capture_output=True, text=True, timeout=900)
+        took.append(f"{time.perf_counter() - start:6.1f} s  {command[:90]}")
         said = f"{command}\n{r.stderr[-3000:]}"
         if action == RUN:
             assert r.returncode == 0, said
         else:  # one line that names what is missing, exit 2, before any work
             errors = [line for line in r.stderr.splitlines() if "error" in line.lower()]
             assert r.returncode == 2 and len(errors) == 1 and why in errors[0] and "Traceback" not in r.stderr, said
-    print("skipped README commands:\n" + "\n".join(skipped))
+    print("skipped README commands:\n" + "\n".join(skipped) + "\nseconds per command run:\n" + "\n".join(took))
     return repo
 
 
@@ -174,8 +200,8 @@ def test_the_readme_commands_run_as_written_on_a_fresh_copy(tmp_path):
     assert (repo / "runs" / "demo" / "student.gif").is_file(), "the committed student is in the demo's grid"
     assert (repo / "runs" / "data-fdd" / "ckpt-000006" / "student_lora.safetensors").is_file()
     assert (repo / "runs" / "data-fdd-lora" / "pytorch_lora_weights.safetensors").is_file()
-    readme = (repo / "README.md").read_text()
-    claim = " ".join(re.search(r"the report\s+reads: (.*?)\.\n", readme, re.S).group(1).split())
+    page = (repo / "docs" / "data.md").read_text()
+    claim = " ".join(re.search(r"the report\s+reads: (.*?)\.\n", page, re.S).group(1).split())
     report = (repo / "runs" / "data" / "report" / "report.md").read_text()
     said = {  # README phrase -> the report row it quotes
         r"(\d+) input files": "input files", r"(\d+) readable": "readable videos", r"(\d+) scenes": "scenes",

@@ -320,7 +320,7 @@ def test_an_epsilon_backbone_and_the_adapter_that_follows_it(smoke_teachers, tmp
 
 
 def test_gates_bench_runs_and_reports_every_gate(smoke_teachers, tmp_path, call_main, monkeypatch):
-    r = subprocess.run([sys.executable, str(ROOT / "bench" / "gates.py"), "--clips", "7", "--k", "1", "--many", "2",
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "world" / "gates.py"), "--clips", "7", "--k", "1", "--many", "2",
                         "--probe-batches", "3", "--probe-epochs", "2", "--pnp-guidance", "1", "1",
                         "--out", str(tmp_path),
                         *overrides(smoke_teachers),
@@ -333,7 +333,7 @@ def test_gates_bench_runs_and_reports_every_gate(smoke_teachers, tmp_path, call_
     assert re.search(r"control, the same heads on raw pixel patches: D_e \d\.\d{3}", r.stdout)
     assert re.search(r"detail control .*: D_e \d\.\d{3}, D_v \d\.\d{3}; blur control .*: D_e \d\.\d{3}", r.stdout)
     assert (tmp_path / "grid_texture.png").is_file()
-    monkeypatch.syspath_prepend(str(ROOT / "bench"))  # the refusal in this process: no 10 s of imports for one line
+    monkeypatch.syspath_prepend(str(ROOT / "bench" / "world"))  # the refusal in this process: no 10 s of imports for one line
     from gates import main
 
     code, _, err = call_main(main, "--k", "5", "--many", "2")
@@ -341,12 +341,12 @@ def test_gates_bench_runs_and_reports_every_gate(smoke_teachers, tmp_path, call_
 
 
 def test_critic_ceiling_bench_sees_chance_on_identical_frames_and_refuses_another_manifest(call_main, monkeypatch):
-    """bench/critic_ceiling.py on the committed teachers and data: at keep 1 the fakes are the reals, so every critic
+    """bench/world/critic_ceiling.py on the committed teachers and data: at keep 1 the fakes are the reals, so every critic
     is at exactly 0.500 and never ranks a real above its fake; at keep 0 the hand-made detail control tells the
     grained frames from the grainless ones; the early columns are the probe's own log at that epoch; no teacher
     samples anything (make_batch's need_f1=False). A manifest the world did not write with --data-seed, or a bad
     --keep, is refused in one line before any weight loads."""
-    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    monkeypatch.syspath_prepend(str(ROOT / "bench" / "world"))
     import disc_probe
     from critic_ceiling import main
 
@@ -384,7 +384,7 @@ def test_critic_ceiling_bench_sees_chance_on_identical_frames_and_refuses_anothe
 def test_shapes_bench_runs(smoke_teachers, tmp_path, call_main, monkeypatch):
     args = ["--teachers", str(smoke_teachers.parent), "--clips", "7", "--seeds", "0", "--k", "1", "--many", "2",
             "--long-clips", "2", "--pnp-guidance", "1", "1"]
-    r = subprocess.run([sys.executable, str(ROOT / "bench" / "shapes.py"), *args, "--out", str(tmp_path)],
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "world" / "shapes.py"), *args, "--out", str(tmp_path)],
                        capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "| edit teacher, per frame (2 steps)" in r.stdout and "24-frame clip" in r.stdout
@@ -395,7 +395,7 @@ def test_shapes_bench_runs(smoke_teachers, tmp_path, call_main, monkeypatch):
     assert (tmp_path / "grid_add.gif").is_file() and (tmp_path / "results.csv").is_file()
 
     # the same entry point in this process from here on (a subprocess start-up costs about 10 s of imports)
-    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    monkeypatch.syspath_prepend(str(ROOT / "bench" / "world"))
     from shapes import main
 
     # a second run reusing every row computes nothing and prints the same tables
@@ -425,9 +425,9 @@ def test_shapes_bench_runs(smoke_teachers, tmp_path, call_main, monkeypatch):
 
 
 def test_free_latent_probe_moves_latents_only_along_a_gradient(smoke_teachers, tmp_path, call_main, monkeypatch):
-    """bench/sds_probe.py: an objective with no gradient (lam 0: Adam's step is then exactly zero) leaves every
+    """bench/world/sds_probe.py: an objective with no gradient (lam 0: Adam's step is then exactly zero) leaves every
     metric at its start; SDS moves them; a bad objective is one line before any weight loads."""
-    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    monkeypatch.syspath_prepend(str(ROOT / "bench" / "world"))
     import sds_probe
 
     args = ["--config", str(smoke_teachers), "--clips", "2", "--steps", "2", "--eval-every", "1"]

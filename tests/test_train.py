@@ -316,7 +316,7 @@ def test_warmup_longer_than_the_sds_phase_is_refused(tiny_dir, toy, shared_cache
 
 def test_discriminator_probe_prints_its_table(tiny_dir, toy, shared_cache, tmp_path):
     args = overrides(tiny_dir, toy, tmp_path / "run", shared_cache, "run.micro_batch=2")
-    r = subprocess.run([sys.executable, str(ROOT / "bench" / "disc_probe.py"), "--config", str(ROOT / "configs" / "tiny.yaml"),
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "world" / "disc_probe.py"), "--config", str(ROOT / "configs" / "tiny.yaml"),
                         "--batches", "2", "--held-out", "1", "--epochs", "2", "--pixels", "--controls", *args],
                        capture_output=True, text=True, timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert r.returncode == 0, r.stderr[-2000:]
@@ -332,7 +332,7 @@ def test_discriminator_probe_prints_its_table(tiny_dir, toy, shared_cache, tmp_p
 
 def test_pixel_patches_are_the_image_itself(monkeypatch):
     """The control critic's tokens hold every pixel once: folded back they give the image exactly."""
-    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    monkeypatch.syspath_prepend(str(ROOT / "bench" / "world"))
     from disc_probe import PixelPatches
 
     images = torch.rand(2, 3, 16, 24) * 2 - 1
@@ -352,7 +352,7 @@ def test_detail_control_fits_a_threshold_per_task(monkeypatch):
     from eve.worlds.shapes import world as W
     from eve.worlds.shapes.data import draw
 
-    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    monkeypatch.syspath_prepend(str(ROOT / "bench" / "world"))
     from disc_probe import accuracy, detail_control, fit_threshold
     from eve.worlds.shapes.measure import fine_detail
 
@@ -385,7 +385,7 @@ def test_probe_scores_by_task_and_paired(monkeypatch):
     the other), paired 1.0; D_v scored per clip."""
     from types import SimpleNamespace
 
-    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    monkeypatch.syspath_prepend(str(ROOT / "bench" / "world"))
     from disc_probe import score
 
     class MeanCritic(torch.nn.Module):

@@ -12,9 +12,6 @@ from eve.errors import EveError
 
 logger = logging.getLogger("eve.edit")
 
-# The embedded default, as `python -m eve.demo` uses it: the committed shapes-world teachers of a source checkout.
-DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "data" / "shapes" / "teachers" / "eve.yaml"
-
 
 EDIT_KEYS = {
     "edit.steps": "student DDIM steps",
@@ -70,7 +67,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def load_edit_config(config: str | None, checkpoint: str | None, overrides: list[str]):
-    from eve.config import config_from_text, load_config
+    from eve.config import DEFAULT_CONFIG, config_from_text, load_config
     from eve.models.lora import inspect_lora
 
     if config is not None:
@@ -98,8 +95,7 @@ def check_alignment(checkpoint: str, lora: str | None) -> None:
     """An eve checkpoint and the user's LoRA (model.lora) belong together: a LoRA-aligned checkpoint needs the LoRA it
     aligned (the same file, when both can be read), and a video-FDD checkpoint was never trained beside any."""
     from eve.config import config_from_text
-    from eve.models.lora import inspect_lora
-    from eve.train.identity import lora_fingerprint
+    from eve.models.lora import inspect_lora, lora_fingerprint
 
     info = inspect_lora(checkpoint)
     if "config" not in info.meta:  # not eve's: any LoRA a user has may act as θ_align, with or without theirs

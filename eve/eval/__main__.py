@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.limit is not None and args.limit < 1:
             raise EveError(f"--limit must be >= 1, got {args.limit}")
         edits = read_edits(args.edits).head(args.limit)  # a wrong path answers before the slow imports below
-        from eve.editing.cli import DEFAULT_CONFIG
+        from eve.config import DEFAULT_CONFIG
         from eve.eval.run import (check_resume, edit_all, parse_methods, record, score_all, settings, tables,
                                   write_grid)
         from eve.models.lora import inspect_lora

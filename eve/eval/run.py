@@ -96,7 +96,7 @@ def settings(cfg, method: Method, *, frames: int | None, seed: int, sdedit_stren
     """Everything a method's videos depend on besides the edits: a folder of videos made otherwise is refused."""
     from omegaconf import OmegaConf
 
-    from eve.train.identity import lora_fingerprint
+    from eve.models.lora import lora_fingerprint
 
     made = {"kind": method.kind, "frames": frames, "seed": seed}
     if method.kind == "source":

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-from contextlib import contextmanager
-from typing import Iterator
 
 from eve.diffusion.schedule import NoiseSchedule
 from eve.errors import EveError
 from eve.models.codec import IdentityCodec, VaeCodec
 from eve.models.loading import DTYPES, check_weight_refs, from_pretrained, load_scheduler_config
 from eve.models.text import TextEncoder
+from eve.utils.logging import diffusers_log_level, quiet_libraries
 
 logger = logging.getLogger(__name__)
 
@@ -37,25 +36,6 @@ def schedule_from(sc: dict, prediction_type: str | None = None, zero_terminal_sn
         )
     except ValueError as e:
         raise EveError(f"noise schedule of {where}: {e}") from None
-
-
-def quiet_libraries() -> None:
-    """No per-file loading progress bars from transformers (eve shows its own progress where it matters)."""
-    import transformers
-
-    transformers.utils.logging.disable_progress_bar()
-
-
-@contextmanager
-def diffusers_log_level(level: int) -> Iterator[None]:
-    import diffusers
-
-    before = diffusers.utils.logging.get_verbosity()
-    diffusers.utils.logging.set_verbosity(level)
-    try:
-        yield
-    finally:
-        diffusers.utils.logging.set_verbosity(before)
 
 
 def frozen(module):
@@ -88,8 +68,7 @@ def load_codec(cfg, channels: int):
 
 def load_parts(cfg) -> dict:
     """Keyword arguments for EveModel: every weight loaded through its class's own `from_pretrained`."""
-    from diffusers import ControlNetModel, MotionAdapter, SparseControlNetModel, UNet2DConditionModel
-    from diffusers import UNetMotionModel
+    from diffusers import ControlNetModel, MotionAdapter, SparseControlNetModel, UNet2DConditionModel, UNetMotionModel
 
     quiet_libraries()
     check_weight_refs(cfg)  # every reference first: a bad one fails before anything loads

@@ -147,7 +147,7 @@ def write_full(out_dir: str | os.PathLike, *, only: tuple[str, ...] = PARTS, dty
     """Write the parts in `only` (all by default; eve.yaml only with all) to `out_dir`, weights in `dtype`."""
     import timm.models
 
-    from eve.models.build import diffusers_log_level, quiet_libraries
+    from eve.utils.logging import diffusers_log_level, quiet_libraries
     from eve.models.loading import DTYPES
     from eve.models.tiny import byte_tokenizer, write_sd_index
 

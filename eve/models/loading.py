@@ -106,7 +106,7 @@ def hub_cache_only(ref: str, field: str) -> str | None:
         return cached
     name = field_name(field)
     raise EveError(f"{name}={ref} is a hub id, and {why} and no copy is cached: set {name} to a local folder "
-                   "(README: Weights and offline use), or run with network access")
+                   "(docs/editing.md: Weights and offline use), or run with network access")
 
 
 def from_pretrained(cls: Any, ref: str, field: str, subfolder: str | None = None, **kwargs) -> Any:

@@ -26,6 +26,8 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from eve.errors import EveError
+from eve.utils.files import ends_digest
+from eve.utils.logging import diffusers_log_level
 
 logger = logging.getLogger(__name__)
 
@@ -293,8 +295,6 @@ def remove_lora(unet: nn.Module, text_encoder: nn.Module | None = None, adapter:
 def _load_with_diffusers(unet: nn.Module, text_encoder: nn.Module | None, info: LoraFile, adapter: str) -> None:
     from diffusers.loaders import StableDiffusionLoraLoaderMixin as Loader
 
-    from eve.models.build import diffusers_log_level
-
     try:
         # diffusers logs errors in many lines: eve says one
         with diffusers_log_level(logging.CRITICAL), expected_peft_warnings():
@@ -340,8 +340,6 @@ def _load_peft_adapter(unet: nn.Module, folder: Path, adapter: str) -> None:
     from peft import LoraConfig, PeftModel
     from safetensors import safe_open
 
-    from eve.models.build import diffusers_log_level
-
     try:
         config = LoraConfig.from_pretrained(str(folder))
         config.exclude_modules = MOTION_EXCLUDE
@@ -384,3 +382,13 @@ def load_lora_into(unet: nn.Module, path: str | os.PathLike) -> dict[str, str]:
     set_peft_model_state_dict(unet, tensors, adapter_name=ADAPTER)
     assert all(a is b for a, b in zip(before, lora_parameters(unet)))
     return meta
+
+
+def lora_fingerprint(ref: str | None) -> object:
+    """The user's LoRA (model.lora): its weights file (and a peft folder's adapter_config.json), never the other files
+    of its folder (a trainer's metrics.jsonl and samples.png, other LoRAs)."""
+    if not ref:
+        return None
+    f = find_lora_file(ref)
+    files = [f] + ([f.parent / PEFT_CONFIG] if (f.parent / PEFT_CONFIG).is_file() else [])
+    return [(g.name, g.stat().st_size, ends_digest(g)) for g in files]

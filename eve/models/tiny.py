@@ -206,7 +206,7 @@ def write_tiny(out_dir: str | os.PathLike, *, with_vae: bool = False, seed: int 
     """Write the tiny set to `out_dir` (created; same-named entries replaced) and return the eve.yaml path."""
     import timm.models
 
-    from eve.models.build import quiet_libraries
+    from eve.utils.logging import quiet_libraries
 
     quiet_libraries()
     out = Path(out_dir)

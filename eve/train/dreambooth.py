@@ -150,7 +150,7 @@ def _sample_grid(path: Path, unet, text, codec, schedule, images: torch.Tensor, 
 
 def main(argv: list[str] | None = None) -> int:
     from eve.config import load_config
-    from eve.editing.cli import DEFAULT_CONFIG
+    from eve.config import DEFAULT_CONFIG
     from eve.utils.cli import HelpFormatter, run_cli
     from eve.utils.logging import setup_logging
 

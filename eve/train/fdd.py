@@ -176,7 +176,7 @@ class FddGenerator(nn.Module):
         return Known(first_frame(b.f1, F, noise).latents, mask, noise)
 
     def terms(self, x0: Tensor, b: Batch, known: Known | None, adversarial: bool) -> dict:
-        """Steps 2-4 on any x0 with a graph (the student's, or free latents: bench/sds_probe.py): the teachers' score
+        """Steps 2-4 on any x0 with a graph (the student's, or free latents: bench/world/sds_probe.py): the teachers' score
         terms and, with `adversarial`, the hinge generator terms. Returns {"loss", "fake", "logs"}."""
         f = self.fdd
         F = x0.shape[1]
@@ -273,7 +273,7 @@ class FddDiscriminator(nn.Module):
     def forward(self, fake: Tensor, real_edit: Tensor, real_video: Tensor, b: Batch, frames: list[int],
                 fake_video: Tensor | None = None) -> dict:
         """fake, real_edit, real_video: decoded pixels [B, F, 3, H, W] (no grad into the student). fake_video, when
-        given, is D_v's fake instead of `fake` (bench/disc_probe.py's teacher-against-teacher probe)."""
+        given, is D_v's fake instead of `fake` (bench/world/disc_probe.py's teacher-against-teacher probe)."""
         f = self.fdd
         text_e = b.instruction_pooled.repeat_interleave(len(frames), 0)
         fake_out, fake_src = edit_pairs(fake, b.frames, frames)

@@ -22,7 +22,8 @@ from omegaconf import OmegaConf
 
 from eve.config import WEIGHT_FIELDS  # these count by content (weights_fingerprint), not by path
 from eve.errors import EveError
-from eve.utils.files import write_text_atomic
+from eve.models.lora import lora_fingerprint
+from eve.utils.files import weights_fingerprint, write_text_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -33,42 +34,7 @@ RUN_LENGTH_FIELDS = {"run": ("out_dir", "steps", "save_every", "keep_last", "log
                      "fdd": ("cache_dir",),  # where the teachers' samples are kept, not what they are
                      # how an edit is described when only an instruction is given: editing only, never training
                      "edit": ("task_from", "captioner", "writer", "llm_model", "llm_url", "llm_retries")}
-INDEX_FILES = ("model_index.json",)  # a pipeline's index beside the weights names them, it holds none
 FILE = "run.json"
-
-
-def weights_fingerprint(ref: str | None) -> object:
-    """Local folder: each file's name, size and a hash of its first and last MiB (content, not mtimes: rewriting the
-    same weights is the same run, and hashing gigabytes at every start would cost seconds); hub id: the id."""
-    if not ref:
-        return None
-    p = Path(ref)
-    if not p.is_dir():
-        return ref
-    return sorted((str(f.relative_to(p)), f.stat().st_size, _ends_digest(f)) for f in p.rglob("*")
-                  if f.is_file() and f.name not in INDEX_FILES)
-
-
-def lora_fingerprint(ref: str | None) -> object:
-    """The user's LoRA (model.lora): its weights file (and a peft folder's adapter_config.json), never the other files
-    of its folder (a trainer's metrics.jsonl and samples.png, other LoRAs)."""
-    from eve.models.lora import PEFT_CONFIG, find_lora_file
-
-    if not ref:
-        return None
-    f = find_lora_file(ref)
-    files = [f] + ([f.parent / PEFT_CONFIG] if (f.parent / PEFT_CONFIG).is_file() else [])
-    return [(g.name, g.stat().st_size, _ends_digest(g)) for g in files]
-
-
-def _ends_digest(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha1()
-    with open(path, "rb") as fh:
-        h.update(fh.read(chunk))
-        if path.stat().st_size > chunk:
-            fh.seek(-min(chunk, path.stat().st_size - chunk), os.SEEK_END)
-            h.update(fh.read())
-    return h.hexdigest()[:16]
 
 
 def _digest(obj: object) -> str:

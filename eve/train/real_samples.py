@@ -33,8 +33,8 @@ from eve.diffusion.sampling import sample
 from eve.diffusion.timesteps import ddim_timesteps
 from eve.models.composed import Cond, EveModel, Role
 from eve.models.known import first_frame
-from eve.models.lora import atomic_save
-from eve.train.identity import lora_fingerprint, weights_fingerprint
+from eve.models.lora import atomic_save, lora_fingerprint
+from eve.utils.files import weights_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -260,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
 
     def body() -> None:
-        from eve.train.loop import validate
+        from eve.train.checks import validate
 
         cfg = load_config(args.config, args.overrides)
         validate(cfg)  # the training run's own checks (a manifest, LoRA alignment's LoRA), before weights load

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -31,3 +32,29 @@ def check_writable(path: str | os.PathLike, field: str) -> None:
             if not os.access(parent, os.W_OK | os.X_OK):
                 raise EveError(f"{field}={path}: {parent} is not writable")
             return
+
+
+INDEX_FILES = ("model_index.json",)  # a pipeline's index beside the weights names them, it holds none
+
+
+def weights_fingerprint(ref: str | None) -> object:
+    """Local folder: each file's name, size and a hash of its first and last MiB (content, not mtimes: rewriting the
+    same weights is the same run, and hashing gigabytes at every start would cost seconds); hub id: the id."""
+    if not ref:
+        return None
+    p = Path(ref)
+    if not p.is_dir():
+        return ref
+    return sorted((str(f.relative_to(p)), f.stat().st_size, ends_digest(f)) for f in p.rglob("*")
+                  if f.is_file() and f.name not in INDEX_FILES)
+
+
+def ends_digest(path: Path, chunk: int = 1 << 20) -> str:
+    """A hash of a file's first and last MiB: its content, cheaply, for files of gigabytes."""
+    h = hashlib.sha1()
+    with open(path, "rb") as fh:
+        h.update(fh.read(chunk))
+        if path.stat().st_size > chunk:
+            fh.seek(-min(chunk, path.stat().st_size - chunk), os.SEEK_END)
+            h.update(fh.read())
+    return h.hexdigest()[:16]

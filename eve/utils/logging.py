@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from contextlib import contextmanager
+from typing import Iterator
 
 
 def setup_logging(log_file: str | os.PathLike | None = None, level: int = logging.INFO) -> None:
@@ -32,3 +34,22 @@ class StderrHandler(logging.StreamHandler):
     @stream.setter
     def stream(self, value) -> None:  # StreamHandler.__init__ sets it; sys.stderr is looked up instead
         pass
+
+
+def quiet_libraries() -> None:
+    """No per-file loading progress bars from transformers (eve shows its own progress where it matters)."""
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
+
+
+@contextmanager
+def diffusers_log_level(level: int) -> Iterator[None]:
+    import diffusers
+
+    before = diffusers.utils.logging.get_verbosity()
+    diffusers.utils.logging.set_verbosity(level)
+    try:
+        yield
+    finally:
+        diffusers.utils.logging.set_verbosity(before)

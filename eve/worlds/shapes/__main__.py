@@ -1,4 +1,4 @@
-"""python -m eve.worlds.shapes {train-teachers,data} ... (see --help); the benchmark is bench/shapes.py."""
+"""python -m eve.worlds.shapes {train-teachers,data} ... (see --help); the benchmark is bench/world/shapes.py."""
 
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(
         prog="python -m eve.worlds.shapes", formatter_class=HelpFormatter,
-        description="The shapes world (README: the proving ground): train its teachers, or write its FDD dataset, or\n"
+        description="The shapes world (docs/proving-ground.md): train its teachers, or write its FDD dataset, or\n"
                     "LoRA alignment's style images and captions (style-data).\n"
                     "train-teachers stages, in order: autoencoder, backbone, controlnet (edit adapter), video (motion\n"
                     "adapter + first-frame input), features (the critic's feature net); an interrupted run resumes.\n"
-                    "Its benchmarks: bench/gates.py (the premises), bench/shapes.py (every method).")
+                    "Its benchmarks: bench/world/gates.py (the premises), bench/world/shapes.py (every method).")
     sub = ap.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("train-teachers", help="train the backbone, edit adapter, video adapter and feature net",
                        formatter_class=HelpFormatter)

@@ -203,8 +203,8 @@ def contrast(video: Tensor, task: str, source: W.Scene, target: W.Scene) -> floa
 def fine_detail(frames: Tensor) -> Tensor:
     """[..., 3, H, W] -> [...]: log of the median, over a frame's grain cells, of |a cell's mean luminance minus the
     mean of its four neighbours'|. The finest detail the world draws is the grain (one cell per latent pixel), and
-    sampling that has not resolved the noise averages it away (README "Gates"), so this one number per frame reads
-    how much of it a sample kept, with no target; the median leaves out the few cells on an edge. Where a pattern
+    sampling that has not resolved the noise averages it away (docs/proving-ground.md, "Gates"), so this one number
+    per frame reads how much of it a sample kept, with no target; the median leaves out the few cells on an edge. Where a pattern
     covers most of the frame (a patterned background, the styles) the median reads the pattern instead."""
     lead = frames.shape[:-3]
     cells = F_.avg_pool2d(frames.reshape(-1, *frames.shape[-3:]).mean(-3, keepdim=True), W.GRAIN_CELL)

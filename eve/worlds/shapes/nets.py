@@ -5,7 +5,7 @@ Latent space like SD's: 32 px frames, an AutoencoderKL with downsampling 2 and 4
 Downsampling 2, not SD's 8: the world's patterns (period 4-7 px) must be spatial structure on the latent grid that
 the UNet's 3x3 convolutions can draw. With downsampling 4 (8x8x8 latents, the first committed set) a period was
 at most two latent pixels, a pattern lived in channel codes, and the backbone drew worm-like noise instead of
-stripes, checks or dots after 3000 steps (README: the proving ground).
+stripes, checks or dots after 3000 steps (docs/proving-ground.md).
 """
 
 from __future__ import annotations

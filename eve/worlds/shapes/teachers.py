@@ -53,7 +53,7 @@ KNOWN_DROP = 0.1  # the first-frame input is empty this often (unconditional vid
 # The backbone's parametrisation, chosen once by the backbone stage and read back from its scheduler config by every
 # later stage. v_prediction: v-prediction with zero-terminal SNR (the committed set), the fix that lets a few steps
 # work [Lin et al. 2024]. epsilon: SD-1.5's own, epsilon prediction on the scaled-linear schedule whose terminal SNR
-# is not zero (epsilon cannot be trained at zero terminal SNR). The fourth round tried epsilon; README "Gates" has it.
+# is not zero (epsilon cannot be trained at zero terminal SNR). The fourth round tried epsilon; docs/proving-ground.md "Gates" has it.
 ZERO_TERMINAL_SNR = {"v_prediction": True, "epsilon": False}  # each parametrisation's schedule, trained and saved
 PREDICTIONS = tuple(ZERO_TERMINAL_SNR)
 

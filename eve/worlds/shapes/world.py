@@ -222,7 +222,7 @@ def layers(scene: Scene, t: int) -> Tensor:
 
 def render(scene: Scene, t: int, *, grain_scale: float = 1.0) -> Tensor:
     """Frame t of a scene, [3, SIZE, SIZE]. grain_scale multiplies the grain's amplitude (1: the world's; 0: the
-    same frame without grain; bench/critic_ceiling.py draws the frames a few-step sampler that kept less would)."""
+    same frame without grain; bench/world/critic_ceiling.py draws the frames a few-step sampler that kept less would)."""
     xs, ys = _grid(SIZE)
     ox, oy = scene.offset(t)
     X, Y = xs + ox, ys + oy  # world coordinates of the background

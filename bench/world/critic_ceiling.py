@@ -1,14 +1,14 @@
 """Gate 3's ceiling in the shapes world: can the probe's heads see the most a few-step sampler could lose?
 
-    python bench/critic_ceiling.py [--config configs/shapes/fdd.yaml] [--keep 0 0.74] [--batches 30] \
+    python bench/world/critic_ceiling.py [--config configs/shapes/fdd.yaml] [--keep 0 0.74] [--batches 30] \
         [--held-out 6] [--epochs 60] [--seed 0] [--data-seed 0] [key=value ...]
 
 Gate 3 asks fresh discriminator heads to tell the teachers' 3-step samples from their 25-step ones; the 3-step
-samples keep less of the world's grain (about 0.74 of it; README, Gates). This asks the same heads an easier
+samples keep less of the world's grain (about 0.74 of it; docs/proving-ground.md, Gates). This asks the same heads an easier
 question that bounds the grain part of that one: the reals are the ground-truth edits, the fakes the very same
 frames with the grain at a fraction `--keep` of its amplitude and nothing else changed (both through the world's
 autoencoder, as the teachers' samples are decoded). keep 0 is the most any sampler could lose. The heads are
-gate 3's (the config's disc.*, trained as bench/disc_probe.py trains them, on the same micro-batches of the FDD
+gate 3's (the config's disc.*, trained as bench/world/disc_probe.py trains them, on the same micro-batches of the FDD
 data, with D_e handed the same input frames); the pixel-patch control and the detail control (no learning) run
 beside them.
 
@@ -27,7 +27,7 @@ import argparse
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 

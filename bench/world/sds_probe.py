@@ -1,6 +1,6 @@
 """The free-latent probe: does an objective's generator gradient add detail, before any training run?
 
-    python bench/sds_probe.py [--config configs/shapes/fdd.yaml] [--clips 7] [--steps 120] [--eval-every 30] \
+    python bench/world/sds_probe.py [--config configs/shapes/fdd.yaml] [--clips 7] [--steps 120] [--eval-every 30] \
         [--lr 1e-2] [--start-guidance 1 1] [--objective "NAME=key=value,key=value" ...] [--out bench/out/sds_probe]
 
 No student: the 3-step plug-and-play latents of validation clips (the training side of the split, one task a clip;
@@ -28,7 +28,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from eve.config import load_config  # noqa: E402

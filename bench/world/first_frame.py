@@ -2,7 +2,7 @@
 with the edit teacher's edit of frame 0 at edit.teacher_steps, and that, not the distilled student, sets the edit's
 latency. Which step count should be the default?
 
-    python bench/first_frame.py [--config data/shapes/teachers/eve.yaml] [--clips 70] [--steps 50 25 10 5 3 2] \
+    python bench/world/first_frame.py [--config data/shapes/teachers/eve.yaml] [--clips 70] [--steps 50 25 10 5 3 2] \
         [--seeds 0 1] [--out bench/out/first_frame]
 
 Rows: the edit teacher at each step count (its guidance from the config's edit.teacher_*), and "cached edit", the
@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from eve.config import load_config  # noqa: E402
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--clip-steps", type=int, default=3, help="steps of the clip edit after frame 0")
     ap.add_argument("--clip-guidance", type=float, nargs=2, default=[3.0, 1.5],
-                    help="text and image guidance of the clip edit (plug-and-play's best in bench/gates.py's sweep)")
+                    help="text and image guidance of the clip edit (plug-and-play's best in bench/world/gates.py's sweep)")
     ap.add_argument("--lora", help="a student checkpoint for the clip edit (default: plug-and-play)")
     ap.add_argument("--out", default="bench/out/first_frame")
     ap.add_argument("overrides", nargs="*")

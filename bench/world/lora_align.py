@@ -1,7 +1,7 @@
 """LoRA alignment in the shapes world (issue 14, paper §4.4): the edit teacher alone, plug-and-play (edit adapter + the
 style LoRA) and the aligned student, on held-out scenes, over seeds.
 
-    python bench/lora_align.py --lora runs/shapes/style/lora \
+    python bench/world/lora_align.py --lora runs/shapes/style/lora \
         --checkpoints runs/shapes/lora-align-s0/ckpt-000300 runs/shapes/lora-align-s1/ckpt-000300 [--scenes 30]
 
 The input of each held-out item is its source scene's frame 0 in the LoRA's style (eve/worlds/shapes/lora_align.py);
@@ -25,7 +25,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from eve.config import load_config  # noqa: E402

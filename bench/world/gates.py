@@ -1,6 +1,6 @@
 """Gates of the shapes world (issue 9): does the proving ground have the paper's premises, before any FDD run?
 
-    python bench/gates.py [--config configs/shapes/fdd.yaml] [--clips 70] [--seed 0] [--k 3] [--many 25] \
+    python bench/world/gates.py [--config configs/shapes/fdd.yaml] [--clips 70] [--seed 0] [--k 3] [--many 25] \
         [--probe-batches 30] [--probe-epochs 15] [--out bench/out/gates]
 
 The FDD config names the teachers (model.*), the guidance FDD distils with (fdd.*_guidance: every teacher row runs
@@ -12,11 +12,11 @@ at it) and the discriminators the probe trains (disc.*).
 2. few-step failure: each teacher at k steps is worse than at many steps by at least 3 dB PSNR on the one-to-one
    edits, or loses at least 0.15 of its pattern contrast on the one-to-many ones (parser-read);
 3. a critic can see it: fresh discriminator heads on the world's critic features separate the edit teacher's
-   k-step samples from its many-step samples with held-out accuracy >= 0.8 (bench/disc_probe.py's machinery). The
+   k-step samples from its many-step samples with held-out accuracy >= 0.8 (bench/world/disc_probe.py's machinery). The
    same heads on raw pixel patches are the control: heads on pixels that do no better say the features are not
    what hides the difference. Also printed (not gated): D_e's held-out accuracy by task, and its paired accuracy
    (many-step above few-step within the same frame): paired well above unpaired says the difference is there, and
-   what hides it from a threshold is the variety between scenes. Two more controls (bench/disc_probe.py
+   what hides it from a threshold is the variety between scenes. Two more controls (bench/world/disc_probe.py
    --controls): the detail control (no learned critic: one hand-made number per frame, the grain's strength, and a
    threshold per task) says whether the difference is in the samples; the blur control (fresh heads on the
    features, the many-step samples against themselves blurred) says whether the heads see an obvious difference.
@@ -27,7 +27,7 @@ clips with the oracle first frame (the ground truth's frame 0), so they compare 
 one plug-and-play row edits its first frame itself, as a user's run does. Plug-and-play runs at its best guidance
 (a sweep on validation clips), the teachers at the FDD config's.
 The thresholds were fixed before any teacher was trained. The gates are diagnostics now, printed beside FDD's results:
-the world is frozen and no gate blocks an FDD run (issue 32; README "Results").
+the world is frozen and no gate blocks an FDD run (issue 32; docs/shapes-fdd.md).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from disc_probe import EPOCHS, teacher_probe  # noqa: E402  (bench/ is on sys.path as this script's folder)

@@ -1,6 +1,6 @@
 """The shapes-world benchmark: every method against the ground truth, per task and overall, over several seeds.
 
-    python bench/shapes.py --student data/shapes/student [--ablation "w/o SDS=runs/...ckpt"] \
+    python bench/world/shapes.py --student data/shapes/student [--ablation "w/o SDS=runs/...ckpt"] \
         [--teachers data/shapes/teachers] [--clips 105] [--seeds 0 1] [--k 3] [--many 25] [--long-clips 21] \
         [--reuse bench/out/shapes/results.csv ...] [--only "FDD student" ...]
 
@@ -32,7 +32,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from eve.config import load_config  # noqa: E402

@@ -1,6 +1,6 @@
 """Can the discriminators tell the teachers' samples from the student's? A probe of FDD's adversarial signal.
 
-    python bench/disc_probe.py [--student data/shapes/student] [--config configs/shapes/fdd.yaml] \
+    python bench/world/disc_probe.py [--student data/shapes/student] [--config configs/shapes/fdd.yaml] \
         [--batches 30] [--held-out 6] [--epochs 15] [--d-lr 1e-3] [--teacher-steps 3] [--pixels] [--controls] \
         [key=value ...]
 
@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from eve.config import load_config  # noqa: E402
