@@ -22,7 +22,7 @@ LAYERS = [
     {"eve.models"},
     {"eve.train", "eve.editing"},
     {"eve.eval", "eve.export", "eve.worlds"},
-    {"eve.demo"},
+    {"eve.demo", "eve.app"},
 ]
 
 

@@ -6,7 +6,10 @@ import argparse
 import itertools
 import logging
 from collections import deque
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from eve.errors import EveError
 
@@ -116,8 +119,86 @@ def check_alignment(checkpoint: str, lora: str | None) -> None:
                        "(paper §4.4)")
 
 
+@dataclass
+class Source:
+    """An opened input: its reader, the frames decoded ahead (a bad file fails on them, before any weight loads), the
+    frames still to come, and an optional cached edit of frame 0."""
+
+    path: str
+    reader: object
+    head: list
+    rest: Iterator
+    first_frame: object = None
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return tuple(self.head[0][0].shape[-2:])
+
+
+@contextmanager
+def open_source(path: str, *, fps: float | None = None, image: bool = False, output: Path | None = None,
+                first_frame: str | None = None) -> Iterator[Source]:
+    """The input opened and its first two frames decoded, with every check that needs no weights: one frame for
+    `image` inputs and image outputs, a cached frame 0 of the clip's size. `edit.py` and the web app open inputs
+    here."""
+    from eve.data.video import VideoReader, is_image_output, read_video
+
+    with VideoReader(path, fps=fps) as reader:
+        rest = iter(reader)
+        head = list(itertools.islice(rest, 2))
+        if image and len(head) > 1:
+            raise EveError(f"--image {path} is a folder or video of more than one frame: give it as --video")
+        if output is not None and is_image_output(output) and len(head) > 1:
+            raise EveError(f"output {output} is an image, but {path} has more than one frame: write .mp4 or .gif")
+        source = Source(path, reader, head, rest)
+        if first_frame is not None:
+            if output is not None and is_image_output(output):
+                raise EveError("--first-frame is the edit of a video's frame 0: with one frame, there is nothing left "
+                               "to edit")
+            source.first_frame = read_video(first_frame).frames[0]
+            if tuple(source.first_frame.shape[-2:]) != source.size:
+                H, W = source.size
+                raise EveError(f"--first-frame {first_frame} is {source.first_frame.shape[-1]}x"
+                               f"{source.first_frame.shape[-2]}, the video is {W}x{H}")
+        yield source
+
+
+def edit_source(pipe, source: Source, output: Path, instruction: str, caption: str | None = None,
+                task: str | None = None, *, on_frame=None, **call) -> tuple[str, str]:
+    """Edit an opened input into `output` (an image, or a video frame by frame from the reader to the writer, so
+    memory does not grow with the clip; each output frame takes its source frame's timestamp, variable frame rates
+    kept, unless the reader's rate was set). `on_frame(i)` is called after each frame is written (progress; an
+    exception it raises stops the edit and no output is left). `call`: the pipeline's keyword arguments
+    (num_inference_steps, guidance_scale, generator, ...). Returns (task, caption) as used."""
+    from eve.data.video import VideoWriter, is_image_output, write_image
+
+    if is_image_output(output):
+        out = pipe(source.head[0][0][None], instruction, caption, task=task, **call)
+        write_image(output, out.frames * 2 - 1)
+        if on_frame is not None:
+            on_frame(0)
+        return out.task, out.caption
+    stamps: deque = deque()
+
+    def stamped():
+        for frame, pts in itertools.chain(source.head, source.rest):
+            stamps.append(pts)
+            yield frame
+
+    written = itertools.count()
+
+    def write(frame):
+        writer.write(frame, [stamps.popleft()])
+        if on_frame is not None:
+            on_frame(next(written))
+
+    with VideoWriter(output, source.reader.fps, source.reader.time_base) as writer:
+        return pipe.edit_stream(stamped(), instruction, caption, write, task=task, first_frame=source.first_frame,
+                                num_frames=source.reader.frame_count, **call)
+
+
 def run(args: argparse.Namespace) -> None:
-    from eve.data.video import VideoReader, VideoWriter, check_output_path, is_image_output, read_video, write_image
+    from eve.data.video import check_output_path
     from eve.editing.describe import Describer
     from eve.editing.pipeline import EveVideoEditPipeline
     from eve.models.lora import inspect_lora, inspect_user_lora
@@ -142,44 +223,15 @@ def run(args: argparse.Namespace) -> None:
     if args.checkpoint is not None:
         check_alignment(args.checkpoint, cfg.model.lora)
     Describer(cfg.edit).check()  # edit.captioner / edit.writer name things that exist
-    source = args.video or args.image
-    with VideoReader(source, fps=args.fps) as reader:
-        frames = iter(reader)
-        head = list(itertools.islice(frames, 2))  # decoded before any weight loads: a bad file fails fast
-        if args.image and len(head) > 1:
-            raise EveError(f"--image {source} is a folder or video of more than one frame: give it as --video")
-        if is_image_output(out) and len(head) > 1:
-            raise EveError(f"output {out} is an image, but {source} has more than one frame: write .mp4 or .gif")
-        H, W = head[0][0].shape[-2:]
-        first = None
-        if args.first_frame is not None:
-            if is_image_output(out):
-                raise EveError("--first-frame is the edit of a video's frame 0: with one frame, there is nothing left "
-                               "to edit")
-            first = read_video(args.first_frame).frames[0]
-            if tuple(first.shape[-2:]) != (H, W):
-                raise EveError(f"--first-frame {args.first_frame} is {first.shape[-1]}x{first.shape[-2]}, the video "
-                               f"is {W}x{H}")
-        logger.info("reading %s: %s frames, %dx%d, %s fps", source, reader.frame_count or "?", W, H, reader.fps)
+    with open_source(args.video or args.image, fps=args.fps, image=bool(args.image), output=out,
+                     first_frame=args.first_frame) as source:
+        H, W = source.size
+        logger.info("reading %s: %s frames, %dx%d, %s fps", source.path, source.reader.frame_count or "?", W, H,
+                    source.reader.fps)
         pipe = EveVideoEditPipeline.from_eve_config(cfg)
         if args.checkpoint is not None:
             pipe.load_lora_weights(args.checkpoint)
-        if is_image_output(out):
-            write_image(out, pipe(head[0][0][None], args.instruction, args.caption, task=args.task).frames * 2 - 1)
-        else:
-            # frame by frame from the reader to the writer, so memory does not grow with the clip; each output frame
-            # takes its source frame's timestamp (variable frame rates kept), unless --fps set the rate
-            stamps: deque = deque()
-
-            def stamped():
-                for frame, pts in itertools.chain(head, frames):
-                    stamps.append(pts)
-                    yield frame
-
-            with VideoWriter(out, reader.fps, reader.time_base) as writer:
-                pipe.edit_stream(stamped(), args.instruction, args.caption,
-                                 lambda f: writer.write(f, [stamps.popleft()]), task=args.task, first_frame=first,
-                                 num_frames=reader.frame_count)
+        edit_source(pipe, source, out, args.instruction, args.caption, args.task)
     logger.info("wrote %s", out)
 
 
