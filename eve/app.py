@@ -318,16 +318,26 @@ def write_examples(folder: Path, count: int = 3) -> list[str]:
     return out
 
 
+LIMIT_HELP = {"max_upload_mb": "largest upload (video, image or LoRA), MB",
+              "max_seconds": "longest video, seconds", "max_frames": "most frames in a video",
+              "max_side": "longest side of a frame, pixels",
+              "queue": "edits waiting beside the one that runs (one more is refused)"}
+
+
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m eve.app", description=__doc__.split("\n\n")[0])
+    from eve.utils.cli import HelpFormatter
+
+    ap = argparse.ArgumentParser(prog="python -m eve.app", formatter_class=HelpFormatter,
+                                 description="Edit videos in a browser (a Gradio page on 127.0.0.1), served by eve's "
+                                             "one editing path: one edit at a time, a bounded queue, uploads checked "
+                                             "against the limits below before any work.")
     ap.add_argument("--config", help="eve YAML (model + edit); default: the committed shapes-world teachers")
     ap.add_argument("--checkpoint", help="the student: any LoRA eve reads (default with no --config: the committed "
                                          "shapes-world student, when there is one; else plug-and-play)")
-    ap.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    ap.add_argument("--port", type=int, default=7860)
+    ap.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1: this machine only)")
+    ap.add_argument("--port", type=int, default=7860, help="port to serve on")
     for name, value in vars(Limits()).items():
-        ap.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value,
-                        help=f"limit (default {value})")
+        ap.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value, help=LIMIT_HELP[name])
     return ap
 
 

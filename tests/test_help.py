@@ -13,6 +13,7 @@ CLIS = [
     ("eve.data.__main__", ["1. probe", "6. export", "motion_min", "(default: 0.3)", "instructions"]),
     ("eve.worlds.shapes.__main__", ["train-teachers", "autoencoder, backbone", "bench/world/gates.py"]),
     ("eve.demo", ["embedded default", "(default: runs/demo)"]),
+    ("eve.app", ["browser", "bounded queue", "--max-seconds", "(default: 30.0)", "(default: 127.0.0.1)"]),
     ("eve.export", ["diffusers LoRA", "pytorch_lora_weights.safetensors", "--out"]),
     ("eve.models.tiny", ["tiny", "--vae"]),
     ("eve.data.synthetic", ["broken.mp4", "(default: runs/raw_videos)"]),
