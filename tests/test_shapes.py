@@ -4,6 +4,7 @@ teachers -> edit -> benchmark -> gates."""
 import hashlib
 import json
 import math
+import os
 import random
 import re
 import subprocess
@@ -222,11 +223,20 @@ def test_pattern_objects_occlude_in_draw_order():
         list(W.COLOURS["blue"]))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def smoke_teachers(tmp_path_factory):
+    """Trained once per test session, not once per xdist worker: the first worker builds them under a lock in the
+    folder all workers share, the others read them (no test writes into them)."""
+    from filelock import FileLock
+
     from eve.worlds.shapes.teachers import train_teachers
 
-    return train_teachers(tmp_path_factory.mktemp("teachers"), scale=0.002)
+    shared = tmp_path_factory.getbasetemp().parent if os.environ.get("PYTEST_XDIST_WORKER") else \
+        tmp_path_factory.getbasetemp()
+    with FileLock(str(shared / "smoke-teachers.lock")):
+        if not (shared / "smoke-teachers" / "eve.yaml").is_file():
+            train_teachers(shared / "smoke-teachers", scale=0.002)
+    return shared / "smoke-teachers" / "eve.yaml"
 
 
 def overrides(teachers: Path) -> list[str]:
