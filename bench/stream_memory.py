@@ -1,5 +1,5 @@
-"""Peak memory (RSS) of `edit.py` and `python -m eve.data` on one clip, against the clip's length and resolution
-(issue 10): with streaming video I/O it stays flat.
+"""Does memory stay flat with a clip's length? Peak RSS of `edit.py` and `python -m eve.data` on one clip, against
+the clip's length and resolution (issue 10).
 
     python bench/stream_memory.py                                  # 480p / 1080p / 4K at 10 s, 4K at 10 s and 60 s
     python bench/stream_memory.py --sizes 4k --lengths 10 600 --fps 8   # the 10-minute 4K row

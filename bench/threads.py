@@ -1,4 +1,5 @@
-"""Shared-CPU slowdown, before and after eve fits its threads to the machine (issue 15; eve/utils/threads.py).
+"""How much do two jobs on the same cores slow each other, before and after eve fits its threads to the machine
+(issue 15; eve/utils/threads.py)?
 
     python bench/threads.py [--steps 5] [--suite tests/test_sampling.py tests/test_losses.py] [--timeout 300] \
         [--out bench/out/threads]

@@ -17,9 +17,12 @@ whole folder when the app stops. It binds to 127.0.0.1 unless --host says otherw
 
 import argparse
 import atexit
+import hashlib
+import itertools
 import logging
 import os
 import queue
+import re
 import shutil
 import signal
 import tempfile
@@ -77,7 +80,9 @@ def check_upload(path: str | None, limits: Limits) -> None:
             raise EveError(f"{p.name} has no frames")
         H, W = first[0].shape[-2:]
         count = reader.frame_count
-        seconds = float(count / reader.fps) if count and reader.fps else None
+        if not count:  # webm, mkv and some gifs say no count: decode (at most one past the limit) to know it
+            count = 1 + sum(1 for _ in itertools.islice(frames, limits.max_frames))
+        seconds = float(count / reader.fps) if reader.fps else None
     if max(H, W) > limits.max_side:
         raise EveError(f"{p.name} is {W}x{H}, over the {limits.max_side} px limit on a side")
     if count is not None and count > limits.max_frames:
@@ -86,9 +91,10 @@ def check_upload(path: str | None, limits: Limits) -> None:
         raise EveError(f"{p.name} lasts {seconds:.1f} s, over the {limits.max_seconds:g} s limit")
 
 
-def check_lora_upload(path: str | None, limits: Limits) -> str | None:
-    """A LoRA upload is a safetensors file whose header eve reads as a LoRA (never a pickle)."""
-    from eve.models.lora import inspect_lora
+def check_lora_upload(path: str | None, limits: Limits, *, user: bool = False) -> str | None:
+    """A LoRA upload is a safetensors file whose header eve reads as a LoRA (never a pickle); a style or subject
+    LoRA (`user`) must adapt UNet layers only, as `edit.py --lora` requires."""
+    from eve.models.lora import inspect_lora, inspect_user_lora
 
     if not path:
         return None
@@ -97,7 +103,7 @@ def check_lora_upload(path: str | None, limits: Limits) -> str | None:
         raise EveError(f"{p.name}: a LoRA upload must be a .safetensors file (pickled formats are not read here)")
     if p.stat().st_size > limits.max_upload_mb * 2**20:
         raise EveError(f"{p.name} is {p.stat().st_size / 2**20:.1f} MB, over the {limits.max_upload_mb:g} MB limit")
-    inspect_lora(p)
+    (inspect_user_lora if user else inspect_lora)(p)
     return str(p)
 
 
@@ -114,23 +120,31 @@ class Editor:
         self.lock = threading.Lock()
         self.loaded: tuple[str | None, str | None] = (None, None)  # (student LoRA, style LoRA) now attached
 
-    def session_dir(self, session: str) -> Path:
-        d = self.workdir / "sessions" / (session or "anonymous")
-        d.mkdir(parents=True, exist_ok=True)
-        return d
+    def session_dir(self, session: str | None) -> Path:
+        """A browser session's folder: named by a hash of the id the client sent, never by the id itself."""
+        name = hashlib.sha256((session or "anonymous").encode()).hexdigest()[:24]
+        return self.workdir / "sessions" / name
 
-    def forget(self, session: str) -> None:
-        shutil.rmtree(self.workdir / "sessions" / (session or "anonymous"), ignore_errors=True)
+    def forget(self, session: str | None) -> None:
+        shutil.rmtree(self.session_dir(session), ignore_errors=True)
+
+    def clean(self, message: str) -> str:
+        """An error line for the page: any path inside the app's folder shortened to its file name."""
+        return re.sub(re.escape(str(self.workdir)) + r"[^\s'\"]*", lambda m: Path(m.group(0)).name, message)
 
     def _attach(self, student: str | None, style: str | None) -> None:
         if self.loaded == (student, style):
             return
         self.pipe.unload_lora_weights()
         self.loaded = (None, None)
-        if style:
-            self.pipe.load_lora_weights(style, adapter_name="user")
-        if student:
-            self.pipe.load_lora_weights(student)
+        try:
+            if style:
+                self.pipe.load_lora_weights(style, adapter_name="user")
+            if student:
+                self.pipe.load_lora_weights(student)
+        except Exception:
+            self.pipe.unload_lora_weights()  # nothing half-attached is left for the next request
+            raise
         self.loaded = (student, style)
 
     def edit(self, source_path: str, out: Path, instruction: str, caption: str | None, task: str | None, *,
@@ -161,27 +175,35 @@ class Editor:
 
 
 def side_by_side(paths: list[Path], out: Path) -> Path:
-    """The videos side by side (the page labels the columns), frames in time, at the first one's rate."""
+    """The videos side by side (the page labels the columns), a frame at a time (memory does not grow with the
+    clip), at the first one's rate."""
+    from contextlib import ExitStack
+
     import torch
 
-    from eve.data.video import read_video, write_video
+    from eve.data.video import VideoReader, VideoWriter
 
-    videos = [read_video(p) for p in paths]
-    return write_video(out, torch.cat([v.frames for v in videos], dim=-1), videos[0].fps)  # [F, 3, H, n * W]
+    with ExitStack() as stack:
+        readers = [stack.enter_context(VideoReader(p)) for p in paths]
+        writer = stack.enter_context(VideoWriter(out, readers[0].fps))
+        for frames in zip(*readers):
+            writer.write(torch.cat([f for f, _ in frames], dim=-1)[None])  # [1, 3, H, n * W]
+    return out
 
 
 def build(editor: Editor, examples: list[str]):
     """The Gradio page (a gr.Blocks), its queue set to the limits."""
     import gradio as gr
 
-    from eve.data.video import is_image_output
+    from eve.editing.cli import check_alignment
     from eve.tasks import task_id
 
     has_student = editor.checkpoint is not None
 
     def run(video, instruction, caption, task, steps, guidance, seed, first_frame_by, lora, style, compare,
             request: gr.Request):
-        """A generator: Gradio closes it when Cancel is pressed, which stops the edit at its next frame."""
+        """A generator: Gradio closes it when Cancel is pressed (at its next yield, at most a second away), which
+        stops the edit at its next frame and removes what this request wrote."""
         session = request.session_hash if request is not None else None
         try:
             check_upload(video, editor.limits)
@@ -191,11 +213,13 @@ def build(editor: Editor, examples: list[str]):
             if chosen is not None:
                 task_id(chosen)
             student = check_lora_upload(lora, editor.limits) or editor.checkpoint
-            style_lora = check_lora_upload(style, editor.limits)
-        except EveError as e:  # the line edit.py prints, with the upload's name for the app's own path
-            message = str(e).replace(str(video), Path(video).name) if video else str(e)
-            raise gr.Error(message, print_exception=False) from None
+            style_lora = check_lora_upload(style, editor.limits, user=True)
+            if student is not None:
+                check_alignment(student, style_lora)  # what edit.py refuses, refused here
+        except EveError as e:  # the line edit.py prints, paths inside the app's folder shortened to file names
+            raise gr.Error(editor.clean(str(e)), print_exception=False) from None
         folder = editor.session_dir(session)
+        folder.mkdir(parents=True, exist_ok=True)
         image = Path(video).suffix.lower() in IMAGE_UPLOADS
         suffix = ".png" if image else ".mp4"
         runs = [("student" if student else "plug-and-play", student)]
@@ -204,58 +228,71 @@ def build(editor: Editor, examples: list[str]):
         events: queue.Queue = queue.Queue()
         stop = threading.Event()
         results: dict = {}
+        made: list[Path] = []  # every file this request writes, removed if it is cancelled
 
         def work():
             try:
                 for label, lora_path in runs:
                     out = folder / f"{uuid.uuid4().hex}{suffix}"
+                    made.append(out)
                     events.put(("start", label))
                     results[label] = editor.edit(
                         video, out, instruction.strip(), (caption or "").strip() or None, chosen,
                         student=lora_path, style=style_lora, steps=int(steps), guidance=float(guidance),
                         seed=int(seed), first_frame_by=first_frame_by,
                         on_frame=lambda i, label=label: events.put(("frame", label, i)), stop=stop) | {"path": out}
+                if compare and not image and len(results) > 1:
+                    events.put(("start", "side by side"))
+                    made.append(folder / f"{uuid.uuid4().hex}.mp4")
+                    side_by_side([Path(video)] + [r["path"] for r in results.values()], made[-1])
+                    results["grid"] = made[-1]
                 events.put(("done",))
-            except Cancelled:  # nothing of this request stays: the stopped edit left no file, the finished go
-                for r in results.values():
-                    r["path"].unlink(missing_ok=True)
+            except Cancelled:
                 events.put(("cancelled",))
             except EveError as e:
-                events.put(("error", str(e)))
+                events.put(("error", editor.clean(str(e))))
             except Exception as e:  # noqa: BLE001  the page says it in one line; the log keeps the traceback
                 logger.exception("edit failed")
-                events.put(("error", f"{type(e).__name__}: {e}"))
+                events.put(("error", editor.clean(f"{type(e).__name__}: {e}")))
 
         thread = threading.Thread(target=work, daemon=True)
         thread.start()
-        status = "waiting for the model"
+        status, finished = "waiting for the model", False
         try:
             while True:
-                event = events.get()
+                try:
+                    event = events.get(timeout=1.0)
+                except queue.Empty:  # a yield a second: where Gradio can close this generator on Cancel
+                    yield gr.update(), gr.update(), gr.update(), status
+                    continue
                 if event[0] == "start":
-                    status = f"{event[1]}: frame 0 (the first frame sets most of an edit's time)"
+                    status = (f"{event[1]}: frame 0 (the first frame sets most of an edit's time)"
+                              if event[1] != "side by side" else "writing the side-by-side video")
                 elif event[0] == "frame":
-                    status = f"{event[1]}: frame {event[2] + 1} written"
+                    status = f"{event[1]}: frame {event[2] + 1} edited and encoded"
                 elif event[0] == "error":
                     raise gr.Error(event[1], print_exception=False)
                 elif event[0] == "cancelled":
                     raise gr.Error("cancelled: nothing was written", print_exception=False)
                 else:
+                    finished = True
                     break
                 yield gr.update(), gr.update(), gr.update(), status
-        finally:  # a Cancel (GeneratorExit) or a closed page: the edit stops at its next frame, leaving nothing
+        finally:  # Cancel (GeneratorExit), a closed page or an error: stop the edit, keep nothing of this request
             stop.set()
+            if not finished:
+                thread.join()  # the edit stops at its next frame (frame 0 cannot be interrupted)
+                for path in made:
+                    path.unlink(missing_ok=True)
         main = results[runs[-1][0]]
         info = (f"**task** {main['task']} · **caption** {main['caption']} · "
-                + " · ".join(f"**{label}** {r['nfe']} NFE, {r['seconds']:.1f} s" for label, r in results.items()))
-        grid = None
-        if compare and not is_image_output(main["path"]):
-            grid = side_by_side([Path(video)] + [r["path"] for r in results.values()],
-                                folder / f"{uuid.uuid4().hex}.mp4")
-        edited = str(main["path"])
+                + " · ".join(f"**{label}** {r['nfe']} NFE, {r['seconds']:.1f} s" for label, r in results.items()
+                             if label != "grid"))
+        edited, grid = str(main["path"]), results.get("grid")
         yield *((None, edited) if image else (edited, None)), (str(grid) if grid else None), info
 
-    with gr.Blocks(title="eve: edit a video with an instruction", delete_cache=(600, 3600)) as page:
+    with gr.Blocks(title="eve: edit a video with an instruction", delete_cache=(600, 3600),
+                   analytics_enabled=False) as page:
         gr.Markdown("# eve\nEdit a video with a text instruction: the edit teacher edits frame 0, then "
                     + ("the FDD student" if has_student else "plug-and-play (no student loaded)")
                     + " edits the clip in a few steps over sliding windows.")
@@ -342,29 +379,37 @@ def parser() -> argparse.ArgumentParser:
 
 
 def serve(args: argparse.Namespace) -> None:
-    from eve.config import DEFAULT_CONFIG
-    from eve.editing.cli import load_edit_config
+    from eve.config import DEFAULT_CONFIG, load_config
+    from eve.editing.cli import check_alignment, load_edit_config
     from eve.models.lora import inspect_lora
 
     limits = Limits(**{name: getattr(args, name) for name in vars(Limits())})
     limits.check()
     checkpoint = args.checkpoint
-    if checkpoint is None and args.config is None:
+    if args.config is None and checkpoint is None:
+        # the embedded default, as the demo runs it: the teachers' own eve.yaml (10-step frame 0, the world's
+        # captioner and writer), and the committed student at the steps it was distilled for
         committed = DEFAULT_CONFIG.parents[1] / "student"
         checkpoint = str(committed) if (committed / "student_lora.safetensors").is_file() else None
-    cfg = load_edit_config(args.config, checkpoint, [])
+        steps = [f"edit.steps={load_edit_config(None, checkpoint, []).fdd.k}"] if checkpoint else []
+        cfg = load_config(DEFAULT_CONFIG, steps)
+    else:
+        cfg = load_edit_config(args.config, checkpoint, [])
     if checkpoint is not None:
         inspect_lora(checkpoint)  # the operator's student: any format eve reads, checked before weights load
+        check_alignment(checkpoint, cfg.model.lora)
     workdir = Path(tempfile.mkdtemp(prefix="eve-app-"))
     atexit.register(shutil.rmtree, workdir, ignore_errors=True)
     os.environ["GRADIO_TEMP_DIR"] = str(workdir / "uploads")  # uploads land in the app's folder, nowhere else
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # no calls out of this machine
     editor = Editor(cfg, checkpoint, workdir, limits)
     examples = write_examples(workdir / "examples") if args.config is None else []
     page = build(editor, examples)
     signal.signal(signal.SIGTERM, stop_on_sigterm)  # a stopped app removes its folder (atexit), as on Ctrl-C
     logger.info("serving on http://%s:%d (limits: %s; folder %s)", args.host, args.port, limits, workdir)
-    page.launch(server_name=args.host, server_port=args.port, share=False, max_file_size=int(limits.max_upload_mb * 2**20),
-                allowed_paths=[str(workdir)], show_error=True, quiet=True)
+    page.launch(server_name=args.host, server_port=args.port, share=False,
+                max_file_size=int(limits.max_upload_mb * 2**20), allowed_paths=[str(workdir)], show_error=True,
+                quiet=True)
 
 
 def stop_on_sigterm(signum, frame):

@@ -1,6 +1,6 @@
-"""The first frame's cost against its quality, on the shapes world's ground truth (issue 12): every EVE edit starts
-with the edit teacher's edit of frame 0 at edit.teacher_steps, and that, not the distilled student, sets the edit's
-latency. Which step count should be the default?
+"""Which step count should frame 0's edit take? Its cost against its quality, on the shapes world's ground truth
+(issue 12): every EVE edit starts with the edit teacher's edit of frame 0 at edit.teacher_steps, and that, not the
+distilled student, sets the edit's latency.
 
     python bench/world/first_frame.py [--config data/shapes/teachers/eve.yaml] [--clips 70] [--steps 50 25 10 5 3 2] \
         [--seeds 0 1] [--out bench/out/first_frame]

@@ -43,7 +43,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from disc_probe import EPOCHS, teacher_probe  # noqa: E402  (bench/ is on sys.path as this script's folder)
+from disc_probe import EPOCHS, teacher_probe  # noqa: E402  (bench/world/ is on sys.path as this script's folder)
 from eve.config import load_config  # noqa: E402
 from eve.models import EveModel  # noqa: E402
 from eve.train.samples import grid_image  # noqa: E402

@@ -1,5 +1,5 @@
-"""LoRA alignment in the shapes world (issue 14, paper §4.4): the edit teacher alone, plug-and-play (edit adapter + the
-style LoRA) and the aligned student, on held-out scenes, over seeds.
+"""Does LoRA alignment keep both the edit and the style? In the shapes world (issue 14, paper §4.4): the edit teacher
+alone, plug-and-play (edit adapter + the style LoRA) and the aligned student, on held-out scenes, over seeds.
 
     python bench/world/lora_align.py --lora runs/shapes/style/lora \
         --checkpoints runs/shapes/lora-align-s0/ckpt-000300 runs/shapes/lora-align-s1/ckpt-000300 [--scenes 30]

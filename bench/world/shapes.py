@@ -1,4 +1,4 @@
-"""The shapes-world benchmark: every method against the ground truth, per task and overall, over several seeds.
+"""How does every method score against the shapes world's ground truth? Per task and overall, over several seeds.
 
     python bench/world/shapes.py --student data/shapes/student [--ablation "w/o SDS=runs/...ckpt"] \
         [--teachers data/shapes/teachers] [--clips 105] [--seeds 0 1] [--k 3] [--many 25] [--long-clips 21] \
