@@ -319,7 +319,7 @@ def build(editor: Editor, examples: list[str]):
                     go = gr.Button("Edit", variant="primary", elem_id="edit")
                     cancel = gr.Button("Cancel", elem_id="cancel")
                 if examples:
-                    gr.Examples(examples=[[e] for e in examples], inputs=[video], label="examples (held-out clips)")
+                    gr.Examples(examples=examples, inputs=[video, instruction], label="examples (committed clips)")
             with gr.Column():
                 result = gr.Video(label="edited", elem_id="result")
                 result_image = gr.Image(label="edited image", type="filepath", elem_id="result-image")
@@ -337,21 +337,21 @@ def build(editor: Editor, examples: list[str]):
     return page
 
 
-def write_examples(folder: Path, count: int = 3) -> list[str]:
-    """Held-out shapes-world clips as mp4 (the committed teachers' world), for the page's examples."""
-    from eve.data.video import write_video
-    from eve.worlds.shapes import world as W
-    from eve.worlds.shapes.data import held_out_items
+def write_examples(folder: Path, count: int = 3) -> list[list[str]]:
+    """The committed FDD clips (data/shapes/fdd, frame folders) as mp4, with an instruction each of a different
+    task, for the page's examples: [video, instruction] rows."""
+    import pandas as pd
 
+    from eve.config import DEFAULT_CONFIG
+    from eve.data.video import read_video, write_video
+
+    data = DEFAULT_CONFIG.parents[1] / "fdd"
+    rows = pd.read_csv(data / "manifest.csv").drop_duplicates("task").head(count)
     folder.mkdir(parents=True, exist_ok=True)
-    out, seen = [], set()
-    for item in held_out_items(14):
-        if item.task in seen or len(out) == count:
-            continue
-        seen.add(item.task)
-        path = folder / f"example-{len(out)}.mp4"
-        write_video(path, W.render_video(item.source, 16), 8)
-        out.append(str(path))
+    out = []
+    for i, row in enumerate(rows.itertuples()):
+        clip = read_video(data / row.video, fps=8)
+        out.append([str(write_video(folder / f"example-{i}.mp4", clip.frames, clip.fps)), row.instruction])
     return out
 
 

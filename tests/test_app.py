@@ -118,19 +118,21 @@ def edited_video(page, url: str, timeout: float = 240_000, which: str = "#result
 
 @pytest.mark.slow
 def test_an_edit_in_the_browser_gives_the_source_frame_count_and_size(app, browser, tmp_path):
-    """With the comparison asked for: the student's edit to download, and input | plug-and-play | student."""
-    from eve.worlds.shapes import world as W
-    from eve.worlds.shapes.data import held_out_items
-
+    """A committed clip picked from the page's examples (its instruction filled in with it), with the comparison
+    asked for: the student's edit to download, and input | plug-and-play | student."""
     url, _, _ = app
-    item = next(it for it in held_out_items(14) if it.task == "background")  # a clip the world's teachers know
-    source = write_video(tmp_path / "scene.mp4", W.render_video(item.source, 12), 8)
     page = browser.new_page(viewport={"width": 1280, "height": 900})
-    start_edit(page, url, source, item.instruction, compare=True)
+    page.goto(url)
+    page.get_by_text("make the background dotted").first.click()  # the example row: clip 00000 and its instruction
+    expect = pytest.importorskip("playwright.sync_api").expect
+    expect(page.locator("#instruction textarea")).to_have_value("make the background dotted", timeout=30_000)
+    page.locator("#compare input").check()
+    page.locator("#edit").click()
+    source = read_video(ROOT / "data" / "shapes" / "fdd" / "clips" / "00000", fps=8)
     (tmp_path / "edited.mp4").write_bytes(edited_video(page, url))
     (tmp_path / "grid.mp4").write_bytes(edited_video(page, url, which="#grid"))
     page.screenshot(path=str(tmp_path / "finished.png"), full_page=True)  # docs/app.png is one
-    got, want, grid = read_video(tmp_path / "edited.mp4"), read_video(source), read_video(tmp_path / "grid.mp4")
+    got, want, grid = read_video(tmp_path / "edited.mp4"), source, read_video(tmp_path / "grid.mp4")
     assert got.frames.shape == want.frames.shape and got.fps == want.fps
     F, C, H, W = want.frames.shape
     assert grid.frames.shape == (F, C, H, 3 * W), "input | plug-and-play | student, side by side"
@@ -151,20 +153,29 @@ def test_a_bad_upload_is_one_line_in_the_page(app, browser, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_second_edit_waits_in_the_queue_and_a_cancel_leaves_nothing(app, browser, tmp_path):
+def test_edits_wait_in_the_queue_a_full_queue_refuses_and_a_cancel_leaves_nothing(app, browser, tmp_path):
+    """The app runs with --queue 2: one edit running, two waiting, a fourth refused."""
     url, folder, _ = app
     long = clip(tmp_path / "long.mp4", 120)  # 15 s at 8 fps: long enough to be seen running
-    first, second = browser.new_page(), browser.new_page()
+    first, second, third, fourth = (browser.new_page() for _ in range(4))
     start_edit(first, url, long, "make the background dotted")
     first.locator("#status").get_by_text(re.compile("frame")).first.wait_for(timeout=120_000)
-    start_edit(second, url, clip(tmp_path / "short.mp4", 8), "add a green square")
+    short = clip(tmp_path / "short.mp4", 8)
+    start_edit(second, url, short, "add a green square")
     second.get_by_text(re.compile(r"queue: \d+/\d+")).first.wait_for(timeout=30_000)  # its place, as Gradio shows it
     second.screenshot(path=str(tmp_path / "queued.png"), full_page=True)
+    start_edit(third, url, short, "remove the red square")
+    third.get_by_text(re.compile(r"queue: \d+/\d+")).first.wait_for(timeout=30_000)
+    start_edit(fourth, url, short, "make it night")
+    # Gradio's page words a full queue so ("queue is full" in its log)
+    fourth.get_by_text(re.compile(r"currently busy|queue is full", re.I)).first.wait_for(timeout=30_000)
+    fourth.screenshot(path=str(tmp_path / "refused-full.png"), full_page=True)
     before = {p for p in (folder / "sessions").rglob("*") if p.is_file()}  # other tests' sessions, if any
     first.locator("#cancel").click()
-    edited_video(second, url)  # the queued edit runs once the first is cancelled
+    edited_video(second, url)  # the queued edits run once the first is cancelled
+    edited_video(third, url)
     first.screenshot(path=str(tmp_path / "cancelled.png"), full_page=True)
     assert first.locator("#result video").count() == 0, "the cancelled edit shows no result"
     written = {p for p in (folder / "sessions").rglob("*") if p.is_file()} - before
-    assert len(written) == 1, f"only the second edit's output is left: {written}"
+    assert len(written) == 2, f"only the queued edits' outputs are left: {written}"
     assert not [p for p in (folder / "sessions").rglob("*") if ".tmp" in p.name], "no partial file is left"
