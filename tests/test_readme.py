@@ -31,7 +31,6 @@ RULES = [
     ("python -m eve.demo", RUN, ""),
     ("python -m eve.app", SKIP, "serves until stopped: tests/test_app.py drives it in Chromium"),
     ("python bench/app_load.py", SKIP, "starts the app and loads it with 8 clients: about a minute"),
-    ("apt-get install", SKIP, "a system package: .ci/run installs it"),
     ("python edit.py --config configs/sd15/eve.yaml", NEEDS, "video not found: in.mp4"),  # the user's own video
     ("python edit.py --config data/shapes/teachers/eve.yaml", RUN, ""),
     ("python edit.py --video data/shapes", RUN, ""),  # no --config: the committed shapes teachers
