@@ -62,6 +62,11 @@ class Cancelled(Exception):
     """Raised inside an edit when its browser asked to stop it."""
 
 
+def check_size(p: Path, limits: Limits) -> None:
+    if p.stat().st_size > limits.max_upload_mb * 2**20:
+        raise EveError(f"{p.name} is {p.stat().st_size / 2**20:.1f} MB, over the {limits.max_upload_mb:g} MB limit")
+
+
 def check_upload(path: str | None, limits: Limits) -> None:
     """A video or an image of an accepted kind, size, duration and resolution: one line naming what is wrong."""
     from eve.data.video import VideoReader
@@ -71,8 +76,7 @@ def check_upload(path: str | None, limits: Limits) -> None:
     p = Path(path)
     if p.suffix.lower() not in VIDEO_UPLOADS + IMAGE_UPLOADS:
         raise EveError(f"{p.name}: not a video ({', '.join(VIDEO_UPLOADS)}) or an image ({', '.join(IMAGE_UPLOADS)})")
-    if p.stat().st_size > limits.max_upload_mb * 2**20:
-        raise EveError(f"{p.name} is {p.stat().st_size / 2**20:.1f} MB, over the {limits.max_upload_mb:g} MB limit")
+    check_size(p, limits)
     with VideoReader(p) as reader:  # the same reader edit.py opens: a file that is no video fails here, in one line
         frames = iter(reader)
         first = next(frames, None)
@@ -85,7 +89,7 @@ def check_upload(path: str | None, limits: Limits) -> None:
         seconds = float(count / reader.fps) if reader.fps else None
     if max(H, W) > limits.max_side:
         raise EveError(f"{p.name} is {W}x{H}, over the {limits.max_side} px limit on a side")
-    if count is not None and count > limits.max_frames:
+    if count > limits.max_frames:
         raise EveError(f"{p.name} has {count} frames, over the limit of {limits.max_frames}")
     if seconds is not None and seconds > limits.max_seconds:
         raise EveError(f"{p.name} lasts {seconds:.1f} s, over the {limits.max_seconds:g} s limit")
@@ -101,8 +105,7 @@ def check_lora_upload(path: str | None, limits: Limits, *, user: bool = False) -
     p = Path(path)
     if p.suffix.lower() != ".safetensors":
         raise EveError(f"{p.name}: a LoRA upload must be a .safetensors file (pickled formats are not read here)")
-    if p.stat().st_size > limits.max_upload_mb * 2**20:
-        raise EveError(f"{p.name} is {p.stat().st_size / 2**20:.1f} MB, over the {limits.max_upload_mb:g} MB limit")
+    check_size(p, limits)
     (inspect_user_lora if user else inspect_lora)(p)
     return str(p)
 
@@ -150,7 +153,7 @@ class Editor:
     def edit(self, source_path: str, out: Path, instruction: str, caption: str | None, task: str | None, *,
              student: str | None, style: str | None, steps: int, guidance: float, seed: int, first_frame_by: str,
              on_frame, stop: threading.Event) -> dict:
-        """One edit into `out`; returns what the page shows (task, caption, NFE, seconds, frames)."""
+        """One edit into `out`; returns what the page shows (task, caption, NFE, seconds)."""
         import torch
 
         from eve.editing.cli import edit_source, open_source
@@ -191,7 +194,7 @@ def side_by_side(paths: list[Path], out: Path) -> Path:
     return out
 
 
-def build(editor: Editor, examples: list[str]):
+def build(editor: Editor, examples: list[list[str]]):
     """The Gradio page (a gr.Blocks), its queue set to the limits."""
     import gradio as gr
 
@@ -340,17 +343,16 @@ def build(editor: Editor, examples: list[str]):
 def write_examples(folder: Path, count: int = 3) -> list[list[str]]:
     """The committed FDD clips (data/shapes/fdd, frame folders) as mp4, with an instruction each of a different
     task, for the page's examples: [video, instruction] rows."""
-    import pandas as pd
-
     from eve.config import DEFAULT_CONFIG
+    from eve.data.manifest import read_manifest
     from eve.data.video import read_video, write_video
 
-    data = DEFAULT_CONFIG.parents[1] / "fdd"
-    rows = pd.read_csv(data / "manifest.csv").drop_duplicates("task").head(count)
+    rows = read_manifest(DEFAULT_CONFIG.parents[1] / "fdd" / "manifest.csv", check_files=False)  # 3 rows are read
+    rows = rows.drop_duplicates("task").head(count)
     folder.mkdir(parents=True, exist_ok=True)
     out = []
     for i, row in enumerate(rows.itertuples()):
-        clip = read_video(data / row.video, fps=8)
+        clip = read_video(row.video, fps=8)
         out.append([str(write_video(folder / f"example-{i}.mp4", clip.frames, clip.fps)), row.instruction])
     return out
 

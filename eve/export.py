@@ -29,14 +29,11 @@ def export(checkpoint: str, out: str | None = None, fp16: bool = False) -> Path:
 
     from eve.errors import EveError
     from eve.models.lora import atomic_save, inspect_lora, read_lora, write_diffusers_lora
-    from eve.train.validation import best_checkpoint
+    from eve.train.validation import chosen_checkpoint
+    from eve.utils.files import write_text_atomic
 
-    chosen = None
-    if (Path(checkpoint) / "metrics.jsonl").is_file():  # a run folder: its best-validated checkpoint
-        ckpt, row = best_checkpoint(checkpoint)
-        chosen = {"checkpoint": str(ckpt), "validation": row}
-        checkpoint = str(ckpt)
-    info = inspect_lora(checkpoint)
+    ckpt, row = chosen_checkpoint(checkpoint)  # a run folder: its best-validated checkpoint
+    info = inspect_lora(ckpt)
     if info.format != "eve":
         raise EveError(f"{info.path} is not an eve checkpoint (it is in {info.format} format: diffusers reads it)")
     tensors, meta = read_lora(info.path)
@@ -53,7 +50,8 @@ def export(checkpoint: str, out: str | None = None, fp16: bool = False) -> Path:
             meta["config"] = portable_yaml(config_from_text(meta["config"], str(info.path), base=info.path.parent),
                                            folder)
         atomic_save(tensors, folder / info.path.name, meta)
-        (folder / "chosen.json").write_text(json.dumps(chosen or {"checkpoint": str(info.path.parent)}, indent=1))
+        write_text_atomic(folder / "chosen.json", json.dumps({"checkpoint": str(info.path.parent)}
+                                                             | ({"validation": row} if row else {}), indent=1))
     modules = sorted({k.split(".lora_")[0] for k in tensors})
     config = LoraConfig(r=int(meta["lora_rank"]), lora_alpha=float(meta["lora_alpha"]), target_modules=modules)
     path = write_diffusers_lora(tensors, config.to_dict(), folder)

@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from eve.config import load_config  # noqa: E402
 from eve.errors import EveError  # noqa: E402
-from eve.train.validation import best_checkpoint  # noqa: E402
+from eve.train.validation import chosen_checkpoint  # noqa: E402
 from eve.data.video import write_video  # noqa: E402
 from eve.models import EveModel  # noqa: E402
 from eve.tasks import TASKS  # noqa: E402
@@ -86,9 +86,11 @@ def methods(args, cfg) -> list[Method]:
 
 def chosen(path: str | None) -> str | None:
     """A checkpoint as given, or for a run folder (it holds metrics.jsonl) its best-validated checkpoint."""
-    if path is None or not (Path(path) / "metrics.jsonl").is_file():
+    if path is None:
+        return None
+    ckpt, row = chosen_checkpoint(path)
+    if row is None:
         return path
-    ckpt, row = best_checkpoint(path)
     print(f"{path}: {ckpt.name}, the best val_combined ({row['val_combined']:.3f}) of its validated checkpoints",
           file=sys.stderr)
     return str(ckpt)

@@ -49,6 +49,14 @@ def validation_rows(run_dir: str | Path) -> list[dict]:
     return [r for r in rows if any(k.startswith("val_") for k in r)]
 
 
+def chosen_checkpoint(path: str | Path) -> tuple[Path, dict | None]:
+    """A checkpoint as given (no validation row), or for a run folder (it holds metrics.jsonl) its best-validated
+    checkpoint and that checkpoint's validation row: what `python -m eve.export` and the benches take."""
+    if (Path(path) / "metrics.jsonl").is_file():
+        return best_checkpoint(path)
+    return Path(path), None
+
+
 def best_checkpoint(run_dir: str | Path, metric: str = "val_combined") -> tuple[Path, dict]:
     """(checkpoint folder, its validation row) with the highest `metric` among the run's checkpoints that were
     validated (ties: the earlier step). A run validated at its save steps has one row per checkpoint."""
